@@ -1,0 +1,71 @@
+"""Reading the text around the cursor out of a synced document, with the checks bad input needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lsprotocol import types
+from pygls.workspace import TextDocument
+
+
+class InvalidPositionError(ValueError):
+    pass
+
+
+class UnusableDocumentError(ValueError):
+    """The document cannot be completed (too large, binary); the reason goes to the log."""
+
+
+@dataclass(frozen=True)
+class CursorContext:
+    prefix: str
+    suffix: str
+    # Text of the cursor's line before and after the cursor.
+    line_before: str
+    line_after: str
+
+
+def cursor_context(
+    document: TextDocument,
+    position: types.Position,
+    max_document_bytes: int,
+    max_prefix_chars: int,
+    max_suffix_chars: int,
+) -> CursorContext:
+    source = document.source
+    # Characters are a cheap lower bound on UTF-8 bytes; encode only when the bound is close.
+    if len(source) > max_document_bytes or (
+        len(source) * 4 > max_document_bytes
+        and len(source.encode("utf-8", "surrogatepass")) > max_document_bytes
+    ):
+        raise UnusableDocumentError(
+            f"document is larger than maxDocumentBytes ({max_document_bytes})"
+        )
+    if "\x00" in source:
+        raise UnusableDocumentError("document contains NUL characters (binary content)")
+    lines = document.lines
+    line_count = len(lines) + (1 if not lines or lines[-1].endswith(("\n", "\r")) else 0)
+    if position.line >= line_count:
+        raise InvalidPositionError(
+            f"line {position.line} is past the end of the document ({line_count} lines)"
+        )
+    line = lines[position.line].rstrip("\r\n") if position.line < len(lines) else ""
+    # In the negotiated position encoding (UTF-16 code units unless the client chose otherwise).
+    width = document.position_codec.client_num_units(line)
+    if position.character > width:
+        raise InvalidPositionError(
+            f"character {position.character} is past the end of line {position.line} "
+            f"({width} characters)"
+        )
+    offset = document.offset_at_position(position)
+    prefix = source[:offset]
+    suffix = source[offset:]
+    line_start = prefix.rfind("\n") + 1
+    line_end = suffix.find("\n")
+    return CursorContext(
+        prefix=prefix[-max_prefix_chars:] if max_prefix_chars else "",
+        suffix=suffix[:max_suffix_chars],
+        line_before=prefix[line_start:],
+        line_after=suffix if line_end < 0 else suffix[:line_end],
+    )
+

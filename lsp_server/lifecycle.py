@@ -1,0 +1,28 @@
+"""initialize / initialized / shutdown: settings and the serving connection."""
+
+from __future__ import annotations
+
+import logging
+
+from lsprotocol import types
+
+from lsp_server.server import QuillLanguageServer
+
+logger = logging.getLogger(__name__)
+
+
+def register(server: QuillLanguageServer) -> None:
+    @server.feature(types.INITIALIZE)
+    def on_initialize(ls: QuillLanguageServer, params: types.InitializeParams) -> None:
+        ls.apply_initialization_options(params.initialization_options)
+        logger.info("initialized; serving at %s", ls.settings.serving_address)
+
+    @server.feature(types.INITIALIZED)
+    async def on_initialized(ls: QuillLanguageServer, params: types.InitializedParams) -> None:
+        await ls.serving_client().start()
+
+    @server.feature(types.SHUTDOWN)
+    async def on_shutdown(ls: QuillLanguageServer, params: None) -> None:
+        if ls.serving is not None:
+            await ls.serving.close()
+            ls.serving = None

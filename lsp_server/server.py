@@ -1,0 +1,87 @@
+"""The Quill language server: a pygls `LanguageServer` that owns the editor-side state.
+
+Features live in their own modules and register themselves on the server in `create_server`.
+This module and everything it imports stay light: no vllm, torch, faiss or sentence-transformers,
+so an editor gets a ready server in well under a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcServerNotInitialized
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+
+from lsp_server.serving_client import ServingClient
+from lsp_server.settings import Settings, parse_settings
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "quill"
+SERVER_VERSION = "0.1.0"
+
+# Requests a client may send before `initialize` completes (LSP: everything else gets -32002).
+_ALLOWED_BEFORE_INITIALIZE = {types.INITIALIZE, types.SHUTDOWN, types.EXIT}
+
+
+class QuillProtocol(LanguageServerProtocol):
+    """Answers requests that arrive before `initialize` with ServerNotInitialized."""
+
+    def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
+        if self._workspace is None and method_name not in _ALLOWED_BEFORE_INITIALIZE:
+            logger.warning("request %r before initialize; answering ServerNotInitialized", method_name)
+            error = JsonRpcServerNotInitialized(f"{method_name} sent before initialize")
+            self._send_response(msg_id, error=error.to_response_error())
+            return
+        super()._handle_request(msg_id, method_name, params)
+
+
+class QuillLanguageServer(LanguageServer):
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(SERVER_NAME, SERVER_VERSION, protocol_cls=QuillProtocol)
+        self.settings = settings or Settings()
+        # Settings given on the command line win over initializationOptions for these keys.
+        self.pinned_settings: dict[str, Any] = {}
+        self.serving: ServingClient | None = None
+        self.accepted_count = 0
+        self.accepted_chars = 0
+        self.shown_count = 0
+
+    def apply_initialization_options(self, options: Any) -> None:
+        settings, problems = parse_settings(options)
+        for name, value in self.pinned_settings.items():
+            setattr(settings, name, value)
+        self.settings = settings
+        if problems:
+            # One message for all problems; the server goes on with defaults for those keys.
+            self.notify_user("Quill settings: " + "; ".join(problems) + " (defaults used)", True)
+
+    def serving_client(self) -> ServingClient:
+        if self.serving is None:
+            self.serving = ServingClient(self.settings.serving_address, self.notify_user)
+        return self.serving
+
+    def notify_user(self, message: str, is_error: bool) -> None:
+        kind = types.MessageType.Warning if is_error else types.MessageType.Info
+        try:
+            self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+        except Exception:  # noqa: BLE001 - no client connection (tests, shutdown)
+            logger.info("%s", message)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # pygls would pop a message up for every failure; log instead, so a client sending
+        # malformed input cannot flood the user with popups.
+        logger.error("server error (%s): %s", getattr(source, "__name__", source), error)
+
+
+def create_server(settings: Settings | None = None) -> QuillLanguageServer:
+    from lsp_server import acceptance, inline_completion, lifecycle
+
+    server = QuillLanguageServer(settings)
+    lifecycle.register(server)
+    inline_completion.register(server)
+    acceptance.register(server)
+    return server

@@ -1,0 +1,98 @@
+"""Settings of the language server, sent by the editor as `initializationOptions`.
+
+Keys are camelCase on the wire (``servingAddress``); a bad value is reported once and the default
+is kept, so a typo in an editor config never stops completions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from quill import envs
+
+logger = logging.getLogger(__name__)
+
+COMPLETION_MODES = ("auto", "single", "multi")
+
+
+@dataclass
+class Settings:
+    # host:port of the serving layer.
+    serving_address: str = dataclasses.field(default_factory=envs.serving_address)
+    # "auto" decides single- or multi-line from the cursor; "single"/"multi" force one.
+    completion_mode: str = "auto"
+    # 0: the serving layer's default for the mode.
+    max_tokens: int = 0
+    # Documents larger than this (UTF-8 bytes) get no completions.
+    max_document_bytes: int = 2_000_000
+    # Characters before and after the cursor sent to serving.
+    max_prefix_chars: int = 16_000
+    max_suffix_chars: int = 4_000
+    # Deadline of one completion RPC, in seconds.
+    request_timeout_s: float = 10.0
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+_FIELDS = {_camel(f.name): f for f in dataclasses.fields(Settings)}
+
+
+def parse_settings(options: Any) -> tuple[Settings, list[str]]:
+    """Build settings from initializationOptions; returns them with a list of problems."""
+    settings = Settings()
+    problems: list[str] = []
+    if options is None:
+        return settings, problems
+    if not isinstance(options, dict):
+        return settings, [f"initializationOptions must be an object, not {type(options).__name__}"]
+    for key, value in options.items():
+        spec = _FIELDS.get(key)
+        if spec is None:
+            problems.append(f"unknown setting {key!r}")
+            continue
+        default = getattr(settings, spec.name)
+        try:
+            coerced = _coerce(value, default)
+        except (TypeError, ValueError):
+            problems.append(f"setting {key!r} must be a {type(default).__name__}, got {value!r}")
+            continue
+        setattr(settings, spec.name, coerced)
+    if settings.completion_mode not in COMPLETION_MODES:
+        problems.append(f"completionMode must be one of {', '.join(COMPLETION_MODES)}")
+        settings.completion_mode = "auto"
+    if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", settings.serving_address):
+        problems.append(f"servingAddress {settings.serving_address!r} is not host:port")
+        settings.serving_address = envs.serving_address()
+    for name in ("max_tokens", "max_document_bytes", "max_prefix_chars", "max_suffix_chars"):
+        if getattr(settings, name) < 0:
+            problems.append(f"{_camel(name)} must not be negative")
+            setattr(settings, name, getattr(Settings(), name))
+    if settings.request_timeout_s <= 0:
+        problems.append("requestTimeoutS must be positive")
+        settings.request_timeout_s = Settings().request_timeout_s
+    return settings, problems
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    if isinstance(default, bool) or isinstance(value, bool):
+        raise TypeError
+    if isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise TypeError
+        return value
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)):
+            raise TypeError
+        return float(value)
+    if not isinstance(value, str):
+        raise TypeError
+    return value

@@ -1,0 +1,56 @@
+"""Every environment variable Quill reads, in one place.
+
+| variable               | meaning                                                    | default                   |
+|------------------------|------------------------------------------------------------|---------------------------|
+| QUILL_CACHE_DIR        | converted models, run files, benchmark scratch             | $XDG_CACHE_HOME/quill     |
+| QUILL_SERVING_ADDRESS  | host:port of the serving layer, for the language server     | 127.0.0.1:50051           |
+| QUILL_LOG_LEVEL        | log level of the CLI's stderr logging                      | INFO                      |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+DEFAULT_SERVING_ADDRESS = "127.0.0.1:50051"
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:9400"
+
+# Variables that keep Hugging Face libraries from ever reaching the network.
+_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("QUILL_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "quill"
+
+
+def serving_address() -> str:
+    return os.environ.get("QUILL_SERVING_ADDRESS") or DEFAULT_SERVING_ADDRESS
+
+
+def log_level() -> str:
+    return (os.environ.get("QUILL_LOG_LEVEL") or "INFO").upper()
+
+
+def force_offline() -> None:
+    """Make this process (and the engine processes it starts) offline for Hugging Face."""
+    os.environ.update(_OFFLINE)
+
+
+@contextlib.contextmanager
+def offline_hub() -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in _OFFLINE}
+    os.environ.update(_OFFLINE)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

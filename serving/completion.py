@@ -1,0 +1,166 @@
+"""The Complete RPC: validate, build the prompt, stream from the engine, post-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+
+from quill.v1 import quill_pb2 as pb
+from serving import metrics
+from serving.config import CompletionConfig
+from serving.engine.base import Engine, GenerationRequest
+from serving.errors import InvalidRequestError
+from serving.postprocess import (
+    current_line_prefix,
+    current_line_suffix,
+    finish_multi_line,
+    finish_single_line,
+    multi_line_block_end,
+    split_trailing_indent,
+    visible_text,
+)
+from serving.prompt import build_prefix_prompt, prompt_token_budget
+
+logger = logging.getLogger(__name__)
+
+_MODE_NAMES = {pb.COMPLETION_MODE_SINGLE_LINE: "single", pb.COMPLETION_MODE_MULTI_LINE: "multi"}
+
+
+def _validate(request: pb.CompleteRequest, config: CompletionConfig) -> None:
+    if request.mode not in (pb.COMPLETION_MODE_UNSPECIFIED, *_MODE_NAMES):
+        raise InvalidRequestError(f"unknown completion mode {request.mode}")
+    size = len(request.prefix) + len(request.suffix)
+    if size > config.max_context_chars:
+        raise InvalidRequestError(
+            f"prefix and suffix are {size} characters; the limit is {config.max_context_chars}"
+        )
+    if request.limits.max_tokens > config.max_tokens_limit:
+        raise InvalidRequestError(
+            f"max_tokens {request.limits.max_tokens} exceeds the limit {config.max_tokens_limit}"
+        )
+    if not 0.0 <= request.limits.temperature <= 2.0:
+        raise InvalidRequestError(f"temperature {request.limits.temperature} is outside [0, 2]")
+    if "\x00" in request.prefix or "\x00" in request.suffix:
+        raise InvalidRequestError("the document contains NUL characters; binary files are not completed")
+
+
+class CompletionService:
+    def __init__(self, engine: Engine, config: CompletionConfig) -> None:
+        self._engine = engine
+        self._config = config
+
+    async def complete(
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CompleteResponse]:
+        started = time.perf_counter()
+        _validate(request, self._config)
+        multi = request.mode == pb.COMPLETION_MODE_MULTI_LINE
+        mode = pb.COMPLETION_MODE_MULTI_LINE if multi else pb.COMPLETION_MODE_SINGLE_LINE
+        mode_name = _MODE_NAMES[mode]
+        max_tokens = request.limits.max_tokens or (
+            self._config.multi_line_max_tokens if multi else self._config.single_line_max_tokens
+        )
+        budget = prompt_token_budget(
+            self._engine.max_model_len, max_tokens, self._config.max_prompt_tokens
+        )
+        prompt_prefix, indent = split_trailing_indent(request.prefix)
+        prompt = build_prefix_prompt(prompt_prefix, self._engine.encode, budget)
+        line_prefix = current_line_prefix(request.prefix)
+        line_suffix = current_line_suffix(request.suffix)
+        suggestion_id = uuid.uuid4().hex
+        generation = GenerationRequest(
+            request_id=suggestion_id,
+            prompt_token_ids=prompt.token_ids,
+            max_tokens=max_tokens,
+            temperature=request.limits.temperature,
+            stop=() if multi else ("\n",),
+        )
+        prompt_built = time.perf_counter()
+        first_output: float | None = None
+        generated = ""  # model output, relative to the prompt's end
+        raw = ""  # the same, relative to the cursor
+        emitted = 0
+        tokens = 0
+        finish_reason = "length"
+        outcome = "error"
+        stream = self._engine.generate(generation)
+        try:
+            async for output in stream:
+                if first_output is None:
+                    first_output = time.perf_counter()
+                    metrics.TIME_TO_FIRST_TOKEN.labels(mode_name).observe(first_output - started)
+                tokens += output.new_token_count
+                generated += output.text_delta
+                seen, give_up = visible_text(generated, indent)
+                if give_up:
+                    finish_reason = "truncated"
+                    metrics.ENGINE_ABORTS.labels("block_end").inc()
+                    break
+                if seen is None:
+                    continue
+                raw = seen
+                if multi:
+                    end = multi_line_block_end(raw, line_prefix)
+                    if end is not None:
+                        # The block is complete: stop generating (closing the stream aborts it).
+                        raw = raw[:end]
+                        finish_reason = "truncated"
+                        metrics.ENGINE_ABORTS.labels("block_end").inc()
+                        break
+                    # Lines may still be cut, so only whole lines go out early.
+                    ready = raw.rfind("\n") + 1
+                else:
+                    ready = len(raw)
+                if ready > emitted:
+                    yield pb.CompleteResponse(delta=pb.TextDelta(text=raw[emitted:ready]))
+                    emitted = ready
+                if output.finished:
+                    finish_reason = output.finish_reason or "stop"
+            outcome = "ok"
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "cancelled"
+            raise
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+            metrics.COMPLETION_TOKENS.inc(tokens)
+            metrics.PROMPT_TOKENS.inc(len(prompt.token_ids))
+            if outcome == "cancelled":
+                metrics.ENGINE_ABORTS.labels("client_cancelled").inc()
+            metrics.COMPLETIONS.labels(mode_name, outcome).inc()
+
+        decoded = time.perf_counter()
+        if multi:
+            text = finish_multi_line(raw, line_prefix)
+        else:
+            text = finish_single_line(raw, line_suffix)
+        if len(text) < len(raw.rstrip()) and finish_reason != "truncated":
+            finish_reason = "truncated"
+        done = time.perf_counter()
+        first = first_output or decoded
+        logger.debug("completion %s: %d tokens, %s", suggestion_id, tokens, finish_reason)
+        yield pb.CompleteResponse(
+            done=pb.CompletionDone(
+                suggestion_id=suggestion_id,
+                text=text,
+                prompt_tokens=len(prompt.token_ids),
+                completion_tokens=tokens,
+                finish_reason=finish_reason,
+                model=self._engine.model_name,
+                mode=mode,
+                timings=pb.StageTimings(
+                    prompt_build_ms=(prompt_built - started) * 1e3,
+                    time_to_first_token_ms=(first - prompt_built) * 1e3,
+                    decode_ms=(decoded - first) * 1e3,
+                    postprocess_ms=(done - decoded) * 1e3,
+                    total_ms=(done - started) * 1e3,
+                ),
+            )
+        )

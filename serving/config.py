@@ -1,0 +1,63 @@
+"""Typed configuration of the serving process, filled from `quill serve` flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from quill import envs
+
+
+@dataclass
+class EngineConfig:
+    """Engine arguments. Everything here reaches vLLM's `AsyncEngineArgs` unchanged."""
+
+    # Resolved model: a local Hugging Face folder or an id already in the local hub cache.
+    model: str
+    # Name reported to clients; defaults to `model`.
+    served_model_name: str | None = None
+    # "auto" lets vLLM choose (bfloat16/float16 on GPUs); float32 is fastest on AVX2 CPUs.
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    # Share of accelerator memory for weights and KV cache (vLLM's CPU build: of RAM).
+    # None: vLLM's default (0.9).
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    # None: vLLM's default on GPUs (CUDA graphs), eager on CPU.
+    enforce_eager: bool | None = None
+    # Fixed KV cache size in GiB (vLLM's kv_cache_memory_bytes). None: sized by
+    # gpu_memory_utilization on GPUs, and 2 GiB on CPU, which fits many 8k-token sequences of
+    # a small model without taking the machine's memory.
+    kv_cache_gib: float | None = None
+    seed: int = 0
+    # Run the model worker in its own process (vLLM's default). Off on small CPU machines.
+    engine_worker_process: bool = False
+    vllm_log_level: str = "WARNING"
+    # Any further AsyncEngineArgs field, from repeated `--engine-arg key=value`.
+    extra_engine_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompletionConfig:
+    """Limits and defaults of the Complete RPC."""
+
+    single_line_max_tokens: int = 48
+    multi_line_max_tokens: int = 128
+    # Requests above these are rejected with INVALID_ARGUMENT.
+    max_tokens_limit: int = 1024
+    max_context_chars: int = 1_000_000
+    # Tokens of the document kept in the prompt; the rest of the context window is left for
+    # the generated tokens.
+    max_prompt_tokens: int = 2048
+
+
+@dataclass
+class ServingConfig:
+    engine: EngineConfig
+    completion: CompletionConfig = field(default_factory=CompletionConfig)
+    # Loopback by default: exposing the model to a network is the operator's explicit choice.
+    address: str = envs.DEFAULT_SERVING_ADDRESS
+    # host:port of the Prometheus /metrics endpoint; empty disables it.
+    metrics_address: str = envs.DEFAULT_METRICS_ADDRESS
+    # Seconds in-flight RPCs get to finish on SIGTERM before they are cancelled.
+    shutdown_grace_s: float = 5.0

@@ -1,0 +1,58 @@
+"""What serving needs from a text-generation engine, independent of vLLM."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt_token_ids: Sequence[int]
+    max_tokens: int
+    temperature: float = 0.0
+    stop: Sequence[str] = field(default_factory=tuple)
+    # Benchmarks pin the number of generated tokens; users never set this.
+    ignore_eos: bool = False
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    """One streamed step: the new text since the previous step."""
+
+    text_delta: str
+    new_token_count: int
+    finished: bool
+    # "stop" or "length" once finished, else None.
+    finish_reason: str | None = None
+
+
+class Engine(Protocol):
+    """A streaming text generator.
+
+    Closing the iterator returned by `generate` before it finishes must abort the request in the
+    engine: no tokens may be generated for a request nobody waits for.
+    """
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def max_model_len(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without special tokens."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]: ...
+
+    async def check_health(self) -> None:
+        """Raise if the engine can no longer serve."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop the engine and every process it started. Idempotent."""
+        ...

@@ -1,0 +1,146 @@
+"""The serving process: a grpc.aio server hosting the engine, health, reflection and /metrics.
+
+Lifecycle: the gRPC port opens first and answers health with NOT_SERVING while the engine loads
+(in a worker thread, so health keeps answering); then SERVING. SIGTERM or SIGINT -> NOT_SERVING,
+in-flight RPCs get `shutdown_grace_s` to finish, the engine shuts down with its processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from quill.v1 import quill_pb2 as pb
+from quill.v1 import quill_pb2_grpc
+from serving import metrics
+from serving.completion import CompletionService
+from serving.config import ServingConfig
+from serving.engine.base import Engine
+from serving.errors import EngineNotReadyError, ErrorInterceptor
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Quill"].full_name
+_HEALTH_PROBE_INTERVAL_S = 10.0
+# Requests carry whole documents; the completion service enforces its own, smaller limit with
+# a clear INVALID_ARGUMENT, so the transport limit only has to be above it.
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class QuillServicer(quill_pb2_grpc.QuillServicer):
+    """Routes RPCs to the feature services once the engine is ready."""
+
+    def __init__(self, config: ServingConfig) -> None:
+        self._config = config
+        self._completion: CompletionService | None = None
+
+    def attach_engine(self, engine: Engine) -> None:
+        self._completion = CompletionService(engine, self._config.completion)
+
+    async def Complete(  # noqa: N802 - the gRPC method name
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CompleteResponse]:
+        if self._completion is None:
+            raise EngineNotReadyError("the engine is still loading")
+        async for response in self._completion.complete(request, context):
+            yield response
+
+
+async def serve(
+    config: ServingConfig,
+    start_engine: Callable[[], Engine],
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or until `stop` is set, when given).
+
+    `start_engine` is blocking and runs in a worker thread.
+    """
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+
+    health_servicer = health.aio.HealthServicer()
+    servicer = QuillServicer(config)
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            # A second server on a busy port must fail, not silently share it.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    quill_pb2_grpc.add_QuillServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if config.metrics_address:
+        metrics.start_metrics_server(config.metrics_address)
+    try:
+        bound = server.add_insecure_port(config.address)
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {config.address}: {error}") from error
+    if bound == 0:
+        raise OSError(f"cannot listen on {config.address}")
+    await server.start()
+    logger.info("gRPC listening on %s (NOT_SERVING until the engine is ready)", config.address)
+
+    engine: Engine | None = None
+    loading = asyncio.ensure_future(asyncio.to_thread(start_engine))
+    stopping = asyncio.ensure_future(stop.wait())
+    probe: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        # A signal during loading still waits for the engine, so it can be shut down cleanly.
+        engine = await loading
+        if not stop.is_set():
+            servicer.attach_engine(engine)
+            await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+            metrics.ENGINE_READY.set(1)
+            logger.info("engine ready: serving %s on %s", engine.model_name, config.address)
+            probe = asyncio.create_task(_probe_engine(engine, health_servicer))
+            await stopping
+        logger.info("shutting down")
+    finally:
+        stopping.cancel()
+        if probe is not None:
+            probe.cancel()
+        metrics.ENGINE_READY.set(0)
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(config.shutdown_grace_s)
+        if engine is None and loading.done() and not loading.cancelled():
+            with contextlib.suppress(BaseException):
+                engine = loading.result()
+        if engine is not None:
+            engine.shutdown()
+        logger.info("stopped")
+
+
+async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+    # The empty name is the whole server; the service name is for clients that ask per service.
+    await servicer.set("", status)
+    await servicer.set(SERVICE_NAME, status)
+
+
+async def _probe_engine(engine: Engine, health_servicer: health.aio.HealthServicer) -> None:
+    """Flip health to NOT_SERVING when the engine dies, so load balancers route around it."""
+    while True:
+        await asyncio.sleep(_HEALTH_PROBE_INTERVAL_S)
+        try:
+            await engine.check_health()
+        except Exception:  # noqa: BLE001 - any failure means the engine cannot serve
+            logger.exception("engine health check failed")
+            metrics.ENGINE_READY.set(0)
+            await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+            return

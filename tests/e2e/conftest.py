@@ -1,0 +1,28 @@
+"""One real serving process (vLLM on the default model) for the whole test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from quill.launcher import ServingProcess
+
+
+def serving_log_dir() -> Path:
+    path = Path(os.environ.get("QUILL_TEST_LOG_DIR", "test-output"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_serving() -> Iterator[ServingProcess]:
+    serving = ServingProcess(log_path=serving_log_dir() / "serving-session.log")
+    serving.start(timeout_s=900)
+    try:
+        yield serving
+    finally:
+        code = serving.stop()
+        assert code == 0, f"serving exited with {code}; see {serving.log_path}"

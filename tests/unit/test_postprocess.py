@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from serving.postprocess import (
+    finish_multi_line,
+    finish_single_line,
+    multi_line_block_end,
+    split_trailing_indent,
+    visible_text,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "line_suffix", "expected"),
+    [
+        ("return a + b", "", "return a + b"),
+        ("return a + b\nprint(1)", "", "return a + b"),
+        ("a, b)", ")", "a, b"),
+        ("a, b):  ", "):", "a, b"),
+        ("x = 1   ", "", "x = 1"),
+    ],
+)
+def test_single_line(text: str, line_suffix: str, expected: str) -> None:
+    assert finish_single_line(text, line_suffix) == expected
+
+
+def test_multi_line_after_scope_opener_stops_at_dedent() -> None:
+    text = "\n    if n < 2:\n        return n\n    return n\n\ndef g():\n    pass\n"
+    assert finish_multi_line(text, "def f(n):") == "\n    if n < 2:\n        return n\n    return n"
+
+
+def test_multi_line_body_must_be_indented_past_the_opener() -> None:
+    assert finish_multi_line("\ndef g():\n    pass", "def f():") == ""
+
+
+def test_multi_line_on_indented_line_keeps_the_block() -> None:
+    text = "x = 1\n    y = 2\n        z = 3\nw = 4"
+    assert finish_multi_line(text, "    ") == "x = 1\n    y = 2\n        z = 3"
+
+
+def test_block_end_is_undecided_until_a_dedented_line_starts() -> None:
+    assert multi_line_block_end("\n    return 1\n", "def f():") is None
+    assert multi_line_block_end("\n    return 1\n   ", "def f():") is None
+    assert multi_line_block_end("\n    return 1\nx", "def f():") == len("\n    return 1")
+
+
+def test_braces_open_a_scope() -> None:
+    text = "\n  return 1;\n}\nint g() {"
+    assert finish_multi_line(text, "int f() {") == "\n  return 1;"
+
+
+def test_split_trailing_indent_only_on_blank_cursor_lines() -> None:
+    assert split_trailing_indent("def f():\n    ") == ("def f():\n", "    ")
+    assert split_trailing_indent("x = ") == ("x = ", "")
+    assert split_trailing_indent("") == ("", "")
+
+
+def test_visible_text() -> None:
+    assert visible_text("  ", "    ") == (None, False)
+    assert visible_text("    return", "    ") == ("return", False)
+    assert visible_text("\n\n    return", "    ") == ("return", False)
+    assert visible_text("print()", "    ") == ("", True)
+    assert visible_text("anything", "") == ("anything", False)
