@@ -68,4 +68,3 @@ def cursor_context(
         line_before=prefix[line_start:],
         line_after=suffix if line_end < 0 else suffix[:line_end],
     )
-

@@ -25,7 +25,7 @@ _SCOPE_OPENERS = (":", "{", "(", "[")
 _EMPTY = types.InlineCompletionList(items=[])
 
 
-def choose_mode(setting: str, context: CursorContext) -> int:
+def choose_mode(setting: str, context: CursorContext) -> pb.CompletionMode:
     """Multi-line only where a block starts: at the end of a line that opens a scope, or on a
     blank line. Everywhere else one line (CodeCompose's rule; tree-sitter refines it later)."""
     if setting == "single":

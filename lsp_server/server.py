@@ -32,7 +32,9 @@ class QuillProtocol(LanguageServerProtocol):
 
     def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
         if self._workspace is None and method_name not in _ALLOWED_BEFORE_INITIALIZE:
-            logger.warning("request %r before initialize; answering ServerNotInitialized", method_name)
+            logger.warning(
+                "request %r before initialize; answering ServerNotInitialized", method_name
+            )
             error = JsonRpcServerNotInitialized(f"{method_name} sent before initialize")
             self._send_response(msg_id, error=error.to_response_error())
             return

@@ -69,7 +69,9 @@ class StdioLanguageClient:
             )
         return uri
 
-    async def inline_completion(self, uri: str, line: int, character: int) -> list[types.InlineCompletionItem]:
+    async def inline_completion(
+        self, uri: str, line: int, character: int
+    ) -> list[types.InlineCompletionItem]:
         result = await self.client.text_document_inline_completion_async(
             types.InlineCompletionParams(
                 text_document=types.TextDocumentIdentifier(uri=uri),

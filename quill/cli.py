@@ -42,20 +42,49 @@ def _parse_engine_arg(text: str) -> tuple[str, Any]:
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the serving layer (gRPC + vLLM + /metrics)")
-    p.add_argument("--model", default=None, help="bundled default (smollm2-135m), a local folder or a HF id in the local cache")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="bundled default (smollm2-135m), a local folder or a HF id in the local cache",
+    )
     p.add_argument("--served-model-name", default=None)
-    p.add_argument("--address", default=envs.DEFAULT_SERVING_ADDRESS, help="gRPC host:port (default %(default)s)")
-    p.add_argument("--metrics-address", default=envs.DEFAULT_METRICS_ADDRESS, help="/metrics host:port; empty disables (default %(default)s)")
-    p.add_argument("--dtype", default=None, help="vLLM dtype; default float32 for the bundled model, else auto")
+    p.add_argument(
+        "--address",
+        default=envs.DEFAULT_SERVING_ADDRESS,
+        help="gRPC host:port (default %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=envs.DEFAULT_METRICS_ADDRESS,
+        help="/metrics host:port; empty disables (default %(default)s)",
+    )
+    p.add_argument(
+        "--dtype", default=None, help="vLLM dtype; default float32 for the bundled model, else auto"
+    )
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--gpu-memory-utilization", type=float, default=None)
-    p.add_argument("--kv-cache-gib", type=float, default=None, help="fixed KV cache size (CPU default 2)")
+    p.add_argument(
+        "--kv-cache-gib", type=float, default=None, help="fixed KV cache size (CPU default 2)"
+    )
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--engine-worker-process", action="store_true", help="run vLLM's worker in its own process (vLLM's default; off here to save CPU)")
-    p.add_argument("--engine-arg", action="append", type=_parse_engine_arg, default=[], metavar="KEY=VALUE", help="any other vLLM AsyncEngineArgs field, repeatable")
+    p.add_argument(
+        "--engine-worker-process",
+        action="store_true",
+        help="run vLLM's worker in its own process (vLLM's default; off here to save CPU)",
+    )
+    p.add_argument(
+        "--engine-arg",
+        action="append",
+        type=_parse_engine_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other vLLM AsyncEngineArgs field, repeatable",
+    )
     p.add_argument("--max-prompt-tokens", type=int, default=None)
-    p.add_argument("--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM")
+    p.add_argument(
+        "--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM"
+    )
     p.set_defaults(func=_cmd_serve)
 
 
@@ -107,7 +136,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _add_lsp(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lsp", help="run the language server over stdio (editors start this)")
-    p.add_argument("--address", default=None, help="serving host:port (overrides initializationOptions)")
+    p.add_argument(
+        "--address", default=None, help="serving host:port (overrides initializationOptions)"
+    )
     p.set_defaults(func=_cmd_lsp)
 
 
@@ -134,10 +165,14 @@ def _parse_location(text: str) -> tuple[Path, int, int]:
 
 def _add_complete(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("complete", help="one completion through the language server, printed")
-    p.add_argument("location", type=_parse_location, metavar="FILE:LINE:COL", help="1-based line and column")
+    p.add_argument(
+        "location", type=_parse_location, metavar="FILE:LINE:COL", help="1-based line and column"
+    )
     p.add_argument("--address", default=None, help="serving host:port")
     p.add_argument("--mode", choices=("auto", "single", "multi"), default="auto")
-    p.add_argument("--root", type=Path, default=None, help="workspace root (default: current folder)")
+    p.add_argument(
+        "--root", type=Path, default=None, help="workspace root (default: current folder)"
+    )
     p.set_defaults(func=_cmd_complete)
 
 
@@ -167,7 +202,11 @@ def _cmd_complete(args: argparse.Namespace) -> int:
         if not items:
             print("(no suggestion)", file=sys.stderr)
             return 1
-        print(items[0].insert_text if isinstance(items[0].insert_text, str) else items[0].insert_text.value)
+        print(
+            items[0].insert_text
+            if isinstance(items[0].insert_text, str)
+            else items[0].insert_text.value
+        )
         return 0
 
     try:
@@ -178,7 +217,9 @@ def _cmd_complete(args: argparse.Namespace) -> int:
 
 
 def _add_model(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("model", help="prepare the bundled default model (convert once) and print its folder")
+    p = sub.add_parser(
+        "model", help="prepare the bundled default model (convert once) and print its folder"
+    )
     p.add_argument("action", choices=("prepare",))
     p.set_defaults(func=_cmd_model)
 

@@ -1,10 +1,9 @@
 """Every environment variable Quill reads, in one place.
 
-| variable               | meaning                                                    | default                   |
-|------------------------|------------------------------------------------------------|---------------------------|
-| QUILL_CACHE_DIR        | converted models, run files, benchmark scratch             | $XDG_CACHE_HOME/quill     |
-| QUILL_SERVING_ADDRESS  | host:port of the serving layer, for the language server     | 127.0.0.1:50051           |
-| QUILL_LOG_LEVEL        | log level of the CLI's stderr logging                      | INFO                      |
+- QUILL_CACHE_DIR: converted models, the set-up's virtual environment and run files
+  (default $XDG_CACHE_HOME/quill, else ~/.cache/quill).
+- QUILL_SERVING_ADDRESS: host:port of serving for the language server (default 127.0.0.1:50051).
+- QUILL_LOG_LEVEL: level of the CLI's stderr logging (default INFO).
 """
 
 from __future__ import annotations

@@ -59,7 +59,9 @@ def main() -> int:
             if not filecmp.cmp(Path(tmp) / OUT_PACKAGE / name, ROOT / OUT_PACKAGE / name, False)
         ]
     if stale:
-        print(f"stale generated stubs: {', '.join(stale)}; run scripts/gen_proto.py", file=sys.stderr)
+        print(
+            f"stale generated stubs: {', '.join(stale)}; run scripts/gen_proto.py", file=sys.stderr
+        )
         return 1
     return 0
 

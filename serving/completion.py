@@ -46,7 +46,9 @@ def _validate(request: pb.CompleteRequest, config: CompletionConfig) -> None:
     if not 0.0 <= request.limits.temperature <= 2.0:
         raise InvalidRequestError(f"temperature {request.limits.temperature} is outside [0, 2]")
     if "\x00" in request.prefix or "\x00" in request.suffix:
-        raise InvalidRequestError("the document contains NUL characters; binary files are not completed")
+        raise InvalidRequestError(
+            "the document contains NUL characters; binary files are not completed"
+        )
 
 
 class CompletionService:

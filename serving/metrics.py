@@ -14,7 +14,25 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 logger = logging.getLogger(__name__)
 
 # Inline completion latencies cluster between 50 ms and a few seconds on CPUs and GPUs alike.
-_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
+_LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1,
+    1.5,
+    2,
+    3,
+    5,
+    10,
+    30,
+)
 
 RPC_REQUESTS = Counter(
     "quill_rpc_requests", "gRPC requests by method and status code.", ["method", "code"]

@@ -29,13 +29,10 @@ class ScriptedEngine:
         self.requests.append(request)
         done = False
         try:
-            produced = 0
             for index, chunk in enumerate(self.chunks):
-                if produced >= request.max_tokens:
-                    break
+                produced = index + 1
                 await asyncio.sleep(self.step_delay_s)
                 self.steps_generated += 1
-                produced += 1
                 stop_at = min((chunk.find(s) for s in request.stop if s in chunk), default=-1)
                 if stop_at >= 0:
                     chunk = chunk[:stop_at]

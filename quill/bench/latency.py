@@ -24,11 +24,11 @@ from quill.bench.report import machine_info, summarize_ms, write_json
 PROMPTS = [
     "import os\n\n\ndef list_python_files(root):\n    return [os.path.join(dirpath, name) for",
     "def mean(values):\n    total = sum(values)\n    return total /",
-    "class Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n\n    def __repr__(self):\n        return f\"Point(",
-    "import json\n\n\ndef load_config(path):\n    with open(path, encoding=\"utf-8\") as handle:\n        return",
+    'class Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n\n    def __repr__(self):\n        return f"Point(',
+    'import json\n\n\ndef load_config(path):\n    with open(path, encoding="utf-8") as handle:\n        return',
     "def is_palindrome(text):\n    cleaned = [c.lower() for c in text if",
     "def fizzbuzz(n):\n    for i in range(1, n + 1):\n        if i % 15 == 0:\n            print(",
-    "import re\n\nEMAIL = re.compile(r\"",
+    'import re\n\nEMAIL = re.compile(r"',
     "def factorial(n):\n    if n <= 1:\n        return 1\n    return n *",
 ]
 
@@ -113,7 +113,9 @@ async def _start_lsp_client(address: str, max_tokens: int) -> Any:
     return client
 
 
-async def _measure(engine: Any, address: str, client: Any, args: argparse.Namespace) -> dict[str, Any]:
+async def _measure(
+    engine: Any, address: str, client: Any, args: argparse.Namespace
+) -> dict[str, Any]:
     import grpc
 
     from quill.v1 import quill_pb2 as pb
@@ -165,18 +167,24 @@ async def _measure(engine: Any, address: str, client: Any, args: argparse.Namesp
         uri = client.open(bench_file, prefix)
         lines = prefix.split("\n")
         started = time.perf_counter()
-        items = await client.inline_completion(uri, len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
+        items = await client.inline_completion(
+            uri, len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2
+        )
         elapsed = time.perf_counter() - started
         return elapsed, items[0].insert_text if items else ""
 
     try:
         for round_index in range(args.rounds + 1):  # round 0 warms every path up
             for number, prefix in enumerate(PROMPTS):
-                engine_s, engine_text, engine_tokens = await via_engine(prefix, f"bench-{round_index}-{number}")
+                engine_s, engine_text, engine_tokens = await via_engine(
+                    prefix, f"bench-{round_index}-{number}"
+                )
                 grpc_s, done = await via_grpc(prefix)
                 lsp_s, lsp_text = await via_lsp(prefix)
                 if done.completion_tokens != engine_tokens:
-                    mismatches.append(f"prompt {number}: engine {engine_tokens} tokens, gRPC {done.completion_tokens}")
+                    mismatches.append(
+                        f"prompt {number}: engine {engine_tokens} tokens, gRPC {done.completion_tokens}"
+                    )
                 if lsp_text != done.text:
                     mismatches.append(f"prompt {number}: LSP text differs from gRPC text")
                 if round_index == 0:
@@ -186,8 +194,8 @@ async def _measure(engine: Any, address: str, client: Any, args: argparse.Namesp
                 samples["grpc"].append(grpc_s)
                 samples["lsp"].append(lsp_s)
                 print(
-                    f"round {round_index} prompt {number}: engine {engine_s*1e3:.0f} ms, "
-                    f"gRPC {grpc_s*1e3:.0f} ms, LSP {lsp_s*1e3:.0f} ms ({engine_tokens} tokens)",
+                    f"round {round_index} prompt {number}: engine {engine_s * 1e3:.0f} ms, "
+                    f"gRPC {grpc_s * 1e3:.0f} ms, LSP {lsp_s * 1e3:.0f} ms ({engine_tokens} tokens)",
                     file=sys.stderr,
                 )
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +27,13 @@ def _prepare_process_environment(config: EngineConfig) -> None:
         # process only competes for them (measured in ../shared/DESIGN.md).
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", config.vllm_log_level)
+    # Engine processes this one spawns stop when it dies, even by SIGKILL: see
+    # child_site/sitecustomize.py, which Python runs at start-up of each spawned child.
+    os.environ["QUILL_ENGINE_PARENT_PID"] = str(os.getpid())
+    site = str(Path(__file__).resolve().parent / "child_site")
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if site not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([site, *paths])
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
 

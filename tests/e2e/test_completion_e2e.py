@@ -41,7 +41,9 @@ async def _lsp_complete(client: LanguageClient, address: str, text: str, **optio
     )
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=URI, language_id="python", version=1, text=text)
+            text_document=types.TextDocumentItem(
+                uri=URI, language_id="python", version=1, text=text
+            )
         )
     )
     lines = text.split("\n")
@@ -49,7 +51,9 @@ async def _lsp_complete(client: LanguageClient, address: str, text: str, **optio
         types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=URI),
             position=types.Position(line=len(lines) - 1, character=len(lines[-1])),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
         )
     )
     return result.items
@@ -69,7 +73,7 @@ def _metric(url: str, name: str, labels: str = "") -> float:
 async def test_single_line_completion_is_a_plausible_continuation(
     client: LanguageClient, real_serving: ServingProcess
 ) -> None:
-    text = "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n    return a +"
+    text = 'def add(a, b):\n    """Return the sum of a and b."""\n    return a +'
     items = await _lsp_complete(client, real_serving.address, text)
     assert len(items) == 1
     suggestion = items[0].insert_text
@@ -77,7 +81,9 @@ async def test_single_line_completion_is_a_plausible_continuation(
     assert re.search(r"\bb\b", suggestion), suggestion
     # The accept command counts on the server.
     await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=items[0].command.command, arguments=items[0].command.arguments)
+        types.ExecuteCommandParams(
+            command=items[0].command.command, arguments=items[0].command.arguments
+        )
     )
     stats = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="quill.stats", arguments=[])
@@ -98,11 +104,15 @@ async def test_multi_line_completion_writes_an_indented_body(
     assert "return" in body
 
 
-async def test_cancel_mid_stream_stops_generation_in_the_engine(real_serving: ServingProcess) -> None:
+async def test_cancel_mid_stream_stops_generation_in_the_engine(
+    real_serving: ServingProcess,
+) -> None:
     # A line the model extends for as long as it may: counting on from 30.
     prefix = "numbers = [" + ", ".join(str(i) for i in range(1, 31)) + ","
     request = pb.CompleteRequest(
-        prefix=prefix, mode=pb.COMPLETION_MODE_SINGLE_LINE, limits=pb.CompletionLimits(max_tokens=160)
+        prefix=prefix,
+        mode=pb.COMPLETION_MODE_SINGLE_LINE,
+        limits=pb.CompletionLimits(max_tokens=160),
     )
     generated = "vllm:generation_tokens_total"
     async with grpc.aio.insecure_channel(real_serving.address) as channel:
@@ -118,7 +128,9 @@ async def test_cancel_mid_stream_stops_generation_in_the_engine(real_serving: Se
         full = _metric(real_serving.metrics_url, generated) - before
         assert full >= 100
 
-        aborts_before = _metric(real_serving.metrics_url, "quill_engine_aborts_total", 'reason="client_cancelled"')
+        aborts_before = _metric(
+            real_serving.metrics_url, "quill_engine_aborts_total", 'reason="client_cancelled"'
+        )
         before = _metric(real_serving.metrics_url, generated)
         call = stub.Complete(request)
         async for _ in call:
@@ -132,7 +144,9 @@ async def test_cancel_mid_stream_stops_generation_in_the_engine(real_serving: Se
     assert after_cancel < full / 3, (after_cancel, full)
     assert later == after_cancel
     assert _metric(real_serving.metrics_url, "vllm:num_requests_running") == 0
-    aborts = _metric(real_serving.metrics_url, "quill_engine_aborts_total", 'reason="client_cancelled"')
+    aborts = _metric(
+        real_serving.metrics_url, "quill_engine_aborts_total", 'reason="client_cancelled"'
+    )
     assert aborts == aborts_before + 1
 
 
@@ -162,9 +176,19 @@ def test_metrics_endpoint_has_quill_and_vllm_series(real_serving: ServingProcess
 def test_quill_complete_cli_prints_a_completion(real_serving: ServingProcess) -> None:
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "quill", "complete", "examples/fibonacci.py:4:18",
-         "--address", real_serving.address],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "quill",
+            "complete",
+            "examples/fibonacci.py:4:18",
+            "--address",
+            real_serving.address,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "return" in result.stdout

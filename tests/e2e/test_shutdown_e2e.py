@@ -13,7 +13,7 @@ from tests.e2e.conftest import serving_log_dir
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_leaves_no_engine_process(signum: int) -> None:
     serving = ServingProcess(log_path=serving_log_dir() / "serving-shutdown.log")
     serving.start(timeout_s=900)
@@ -33,3 +33,21 @@ def test_signal_leaves_no_engine_process(signum: int) -> None:
             if child.is_running():
                 child.kill()
         serving.stop()
+
+
+def test_engine_processes_stop_when_serving_is_killed_outright() -> None:
+    """SIGKILL gives serving no chance to shut down; the engine core must not outlive it."""
+    serving = ServingProcess(log_path=serving_log_dir() / "serving-sigkill.log")
+    serving.start(timeout_s=900)
+    assert serving.process is not None
+    children = psutil.Process(serving.process.pid).children(recursive=True)
+    try:
+        assert children
+        serving.process.kill()
+        serving.process.wait(30)
+        gone, alive = psutil.wait_procs(children, timeout=60)
+        assert alive == [], [(p.pid, p.name()) for p in alive]
+    finally:
+        for child in children:
+            if child.is_running():
+                child.kill()

@@ -66,7 +66,14 @@ async def test_single_line_drops_tail_already_after_cursor() -> None:
 
 
 async def test_multi_line_stops_generation_at_block_end() -> None:
-    chunks = ["\n", "    if n < 2:\n", "        return n\n", "    return n * 2\n", "\n", "def other():\n"]
+    chunks = [
+        "\n",
+        "    if n < 2:\n",
+        "        return n\n",
+        "    return n * 2\n",
+        "\n",
+        "def other():\n",
+    ]
     chunks += ["    pass\n"] * 20
     engine = ScriptedEngine(chunks=chunks)
     async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
@@ -93,10 +100,10 @@ async def test_multi_line_stops_generation_at_block_end() -> None:
     ],
 )
 async def test_invalid_arguments_get_invalid_argument(request_fields, message) -> None:  # type: ignore[no-untyped-def]
-    async with in_process_serving(ScriptedEngine(), max_context_chars=1000) as address:
-        async with grpc.aio.insecure_channel(address) as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await _collect(quill_pb2_grpc.QuillStub(channel), pb.CompleteRequest(**request_fields))
+    serving = in_process_serving(ScriptedEngine(), max_context_chars=1000)
+    async with serving as address, grpc.aio.insecure_channel(address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _collect(quill_pb2_grpc.QuillStub(channel), pb.CompleteRequest(**request_fields))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in caught.value.details()
 
@@ -105,8 +112,11 @@ async def test_client_cancellation_aborts_the_engine_request() -> None:
     engine = ScriptedEngine(chunks=["x"] * 200, step_delay_s=0.02)
     async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
         call = quill_pb2_grpc.QuillStub(channel).Complete(
-            pb.CompleteRequest(prefix="s = '", mode=pb.COMPLETION_MODE_SINGLE_LINE,
-                               limits=pb.CompletionLimits(max_tokens=200))
+            pb.CompleteRequest(
+                prefix="s = '",
+                mode=pb.COMPLETION_MODE_SINGLE_LINE,
+                limits=pb.CompletionLimits(max_tokens=200),
+            )
         )
         async for _ in call:
             break  # the first delta arrived: the user typed on
@@ -125,7 +135,10 @@ async def test_client_cancellation_aborts_the_engine_request() -> None:
 async def test_health_and_reflection() -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    async with in_process_serving(ScriptedEngine()) as address, grpc.aio.insecure_channel(address) as channel:
+    async with (
+        in_process_serving(ScriptedEngine()) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
         health = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service="quill.v1.Quill")
         )

@@ -39,7 +39,9 @@ async def _initialize(client: LanguageClient, **options) -> types.InitializeResu
 def _open(client: LanguageClient, text: str, uri: str = URI) -> None:
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=text
+            )
         )
     )
 
@@ -49,7 +51,9 @@ async def _complete(client: LanguageClient, line: int, character: int, uri: str 
         types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
             position=types.Position(line=line, character=character),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
         )
     )
 
@@ -75,7 +79,9 @@ async def test_completion_through_serving_and_accept(client: LanguageClient) -> 
         assert request_prefix == engine.encode("def add(a, b):\n    return ")
         assert engine.requests[0].stop == ("\n",)
         await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command=item.command.command, arguments=item.command.arguments)
+            types.ExecuteCommandParams(
+                command=item.command.command, arguments=item.command.arguments
+            )
         )
         stats = await client.workspace_execute_command_async(
             types.ExecuteCommandParams(command="quill.stats", arguments=[])
@@ -118,7 +124,9 @@ async def test_position_past_end_is_an_invalid_params_error(client: LanguageClie
     assert (await _complete(client, 0, 5)).items == ()
 
 
-async def test_unknown_uri_binary_and_oversized_documents_get_no_items(client: LanguageClient) -> None:
+async def test_unknown_uri_binary_and_oversized_documents_get_no_items(
+    client: LanguageClient,
+) -> None:
     engine = ScriptedEngine(chunks=["1"])
     async with in_process_serving(engine) as address:
         await _initialize(client, servingAddress=address, maxDocumentBytes=1000)
@@ -134,14 +142,18 @@ async def test_unknown_uri_binary_and_oversized_documents_get_no_items(client: L
 
 
 async def test_bad_settings_reported_once_and_defaults_kept(client: LanguageClient) -> None:
-    await _initialize(client, completionMode="sideways", maxTokens="lots", servingAddress="127.0.0.1:9")
+    await _initialize(
+        client, completionMode="sideways", maxTokens="lots", servingAddress="127.0.0.1:9"
+    )
     await asyncio.sleep(0.2)
     settings_messages = [m.message for m in client.messages if "settings" in m.message]
     assert len(settings_messages) == 1
     assert "completionMode" in settings_messages[0] and "maxTokens" in settings_messages[0]
 
 
-async def test_serving_down_gives_empty_answers_one_message_and_reconnects(client: LanguageClient) -> None:
+async def test_serving_down_gives_empty_answers_one_message_and_reconnects(
+    client: LanguageClient,
+) -> None:
     from quill.launcher import free_port
 
     port = free_port()
@@ -158,7 +170,9 @@ async def test_serving_down_gives_empty_answers_one_message_and_reconnects(clien
     from serving.server import serve
 
     stop = asyncio.Event()
-    config = ServingConfig(engine=EngineConfig(model="x"), address=f"127.0.0.1:{port}", metrics_address="")
+    config = ServingConfig(
+        engine=EngineConfig(model="x"), address=f"127.0.0.1:{port}", metrics_address=""
+    )
     task = asyncio.create_task(serve(config, lambda: ScriptedEngine(chunks=["1"]), stop=stop))
     try:
         items: list = []
@@ -184,7 +198,9 @@ async def test_cancel_request_cancels_the_rpc(client: LanguageClient) -> None:
             types.InlineCompletionParams(
                 text_document=types.TextDocumentIdentifier(uri=URI),
                 position=types.Position(line=0, character=5),
-                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                ),
             ),
             msg_id="to-cancel",
         )
@@ -227,18 +243,33 @@ def test_raw_protocol_errors_do_not_kill_the_server() -> None:
     )
     try:
         assert process.stdin is not None and process.stdout is not None
-        early = {"jsonrpc": "2.0", "id": 1, "method": "textDocument/inlineCompletion",
-                 "params": {"textDocument": {"uri": URI}, "position": {"line": 0, "character": 0},
-                            "context": {"triggerKind": 1}}}
+        early = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "textDocument/inlineCompletion",
+            "params": {
+                "textDocument": {"uri": URI},
+                "position": {"line": 0, "character": 0},
+                "context": {"triggerKind": 1},
+            },
+        }
         process.stdin.write(_frame(json.dumps(early).encode()))
         process.stdin.flush()
         reply = _read_message(process.stdout)
         assert reply["id"] == 1 and reply["error"]["code"] == -32002
 
-        process.stdin.write(_frame(b'{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"x": "\xff\xfe"}}'))
+        process.stdin.write(
+            _frame(
+                b'{"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"x": "\xff\xfe"}}'
+            )
+        )
         process.stdin.write(_frame(b"{not json"))
-        init = {"jsonrpc": "2.0", "id": 3, "method": "initialize",
-                "params": {"processId": None, "rootUri": None, "capabilities": {}}}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "initialize",
+            "params": {"processId": None, "rootUri": None, "capabilities": {}},
+        }
         process.stdin.write(_frame(json.dumps(init).encode()))
         process.stdin.flush()
         while True:
@@ -258,5 +289,7 @@ def test_language_server_imports_no_heavy_modules() -> None:
         "heavy = [m for m in ('vllm', 'torch', 'faiss', 'sentence_transformers', 'transformers')"
         " if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

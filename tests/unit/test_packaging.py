@@ -16,7 +16,9 @@ from tests.conftest import ROOT
 def test_generated_stubs_match_the_proto() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--check"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
 
@@ -49,8 +51,12 @@ def test_engine_arguments_reach_vllm_unchanged() -> None:
 
     args = build_engine_args(
         EngineConfig(
-            model="Qwen/Qwen2.5-Coder-7B", dtype="bfloat16", tensor_parallel_size=2,
-            gpu_memory_utilization=0.85, max_model_len=16384, kv_cache_gib=None,
+            model="Qwen/Qwen2.5-Coder-7B",
+            dtype="bfloat16",
+            tensor_parallel_size=2,
+            gpu_memory_utilization=0.85,
+            max_model_len=16384,
+            kv_cache_gib=None,
             extra_engine_args={"quantization": "awq", "max_num_seqs": 64},
         )
     )

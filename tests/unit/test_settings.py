@@ -11,8 +11,12 @@ def test_defaults_without_options() -> None:
 
 def test_camel_case_options_are_applied() -> None:
     settings, problems = parse_settings(
-        {"servingAddress": "10.0.0.5:6000", "completionMode": "multi", "maxTokens": 64,
-         "requestTimeoutS": 3}
+        {
+            "servingAddress": "10.0.0.5:6000",
+            "completionMode": "multi",
+            "maxTokens": 64,
+            "requestTimeoutS": 3,
+        }
     )
     assert problems == []
     assert settings.serving_address == "10.0.0.5:6000"
@@ -23,8 +27,14 @@ def test_camel_case_options_are_applied() -> None:
 
 def test_bad_values_fall_back_to_defaults_with_problems() -> None:
     settings, problems = parse_settings(
-        {"completionMode": "both", "maxTokens": "many", "servingAddress": "nowhere",
-         "maxDocumentBytes": -1, "colour": "red", "requestTimeoutS": 0}
+        {
+            "completionMode": "both",
+            "maxTokens": "many",
+            "servingAddress": "nowhere",
+            "maxDocumentBytes": -1,
+            "colour": "red",
+            "requestTimeoutS": 0,
+        }
     )
     assert settings == Settings()
     assert len(problems) == 6
