@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import time
@@ -80,6 +81,8 @@ async def _run(args: argparse.Namespace) -> int:
             await client.stop()
         if engine is not None:
             engine.shutdown()
+            engine = None
+            gc.collect()  # finalize vLLM objects while the interpreter is intact
         serving.stop()
     figures["lsp_start_s"] = round(statistics.median(lsp_start), 3)
     figures["lsp_start_samples_s"] = [round(s, 3) for s in lsp_start]
@@ -127,6 +130,7 @@ async def _measure(
     config = CompletionConfig()
     budget = prompt_token_budget(engine.max_model_len, args.max_tokens, config.max_prompt_tokens)
     samples: dict[str, list[float]] = {"engine": [], "grpc": [], "lsp": []}
+    paired: dict[str, list[float]] = {"grpc": [], "lsp": []}
     mismatches: list[str] = []
     tokens_per_prompt: list[int] = []
     channel = grpc.aio.insecure_channel(address)
@@ -176,11 +180,21 @@ async def _measure(
     try:
         for round_index in range(args.rounds + 1):  # round 0 warms every path up
             for number, prefix in enumerate(PROMPTS):
-                engine_s, engine_text, engine_tokens = await via_engine(
-                    prefix, f"bench-{round_index}-{number}"
-                )
-                grpc_s, done = await via_grpc(prefix)
-                lsp_s, lsp_text = await via_lsp(prefix)
+                # Rotate which path goes first: a path that runs right after another one
+                # shares the CPU with that engine's wind-down, so no path may always be second.
+                order = ["engine", "grpc", "lsp"]
+                shift = (round_index + number) % 3
+                timings: dict[str, float] = {}
+                for path in order[shift:] + order[:shift]:
+                    if path == "engine":
+                        timings["engine"], _, engine_tokens = await via_engine(
+                            prefix, f"bench-{round_index}-{number}"
+                        )
+                    elif path == "grpc":
+                        timings["grpc"], done = await via_grpc(prefix)
+                    else:
+                        timings["lsp"], lsp_text = await via_lsp(prefix)
+                engine_s, grpc_s, lsp_s = timings["engine"], timings["grpc"], timings["lsp"]
                 if done.completion_tokens != engine_tokens:
                     mismatches.append(
                         f"prompt {number}: engine {engine_tokens} tokens, gRPC {done.completion_tokens}"
@@ -193,6 +207,8 @@ async def _measure(
                 samples["engine"].append(engine_s)
                 samples["grpc"].append(grpc_s)
                 samples["lsp"].append(lsp_s)
+                paired["grpc"].append(grpc_s / engine_s)
+                paired["lsp"].append(lsp_s / engine_s)
                 print(
                     f"round {round_index} prompt {number}: engine {engine_s * 1e3:.0f} ms, "
                     f"gRPC {grpc_s * 1e3:.0f} ms, LSP {lsp_s * 1e3:.0f} ms ({engine_tokens} tokens)",
@@ -212,6 +228,10 @@ async def _measure(
         "lsp_over_engine_p50": round(lsp_summary["p50_ms"] / engine_summary["p50_ms"], 3),
         "grpc_over_engine_p95": round(grpc_summary["p95_ms"] / engine_summary["p95_ms"], 3),
         "lsp_over_engine_p95": round(lsp_summary["p95_ms"] / engine_summary["p95_ms"], 3),
+        # The same prompt's ratio, then the median over prompts and rounds: less noisy than
+        # the ratio of medians when prompts differ in length.
+        "grpc_over_engine_paired_median": round(statistics.median(paired["grpc"]), 3),
+        "lsp_over_engine_paired_median": round(statistics.median(paired["lsp"]), 3),
         "tokens_per_prompt": tokens_per_prompt,
         "max_tokens": args.max_tokens,
         "rounds": args.rounds,
