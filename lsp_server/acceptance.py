@@ -1,4 +1,11 @@
-"""Acceptance tracking: the inline completion item carries a command the editor runs on accept."""
+"""Acceptance tracking.
+
+- The inline completion item carries `quill.acceptCompletion`, which editors run on accept.
+- Copilot-compatible notifications, where clients send them: `textDocument/didShowCompletion`
+  ({item}) and `textDocument/didPartiallyAcceptCompletion` ({item, acceptedLength}).
+Events go to serving in batches (lsp_server/telemetry.py); `quill.stats` shows this session's
+counts.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +18,54 @@ logger = logging.getLogger(__name__)
 
 ACCEPT_COMMAND = "quill.acceptCompletion"
 STATS_COMMAND = "quill.stats"
-# An accepted suggestion cannot be longer than the largest one serving produces; larger claims
-# are clamped so a misbehaving client cannot inflate the counts.
-_MAX_ACCEPTED_CHARS = 100_000
+DID_SHOW = "textDocument/didShowCompletion"
+DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
+
+
+def _field(value: Any, name: str) -> Any:
+    """Custom notifications arrive as pygls' generic objects (or dicts); read either."""
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _suggestion_id(item: Any) -> str | None:
+    """Our suggestion id travels as the first argument of the item's accept command."""
+    command = _field(item, "command")
+    arguments = _field(command, "arguments")
+    if _field(command, "command") != ACCEPT_COMMAND or not arguments:
+        return None
+    suggestion_id = arguments[0]
+    return suggestion_id if isinstance(suggestion_id, str) else None
 
 
 def register(server: QuillLanguageServer) -> None:
     @server.command(ACCEPT_COMMAND)
     def accept(ls: QuillLanguageServer, *args: Any) -> None:
         suggestion_id = args[0] if args and isinstance(args[0], str) else None
-        length = args[1] if len(args) > 1 and isinstance(args[1], int) else 0
         if suggestion_id is None:
             logger.warning("%s without a suggestion id; ignored", ACCEPT_COMMAND)
             return
+        suggestion = ls.telemetry.accepted(suggestion_id)
+        if suggestion is None:
+            logger.info("accept for an unknown or already resolved suggestion; ignored")
+            return
         ls.accepted_count += 1
-        ls.accepted_chars += max(0, min(length, _MAX_ACCEPTED_CHARS))
+        ls.accepted_chars += len(suggestion.text)
         logger.info("suggestion %s accepted", suggestion_id)
+
+    @server.feature(DID_SHOW)
+    def did_show(ls: QuillLanguageServer, params: Any) -> None:
+        suggestion_id = _suggestion_id(_field(params, "item"))
+        if suggestion_id is not None:
+            ls.telemetry.client_shown(suggestion_id)
+
+    @server.feature(DID_PARTIALLY_ACCEPT)
+    def did_partially_accept(ls: QuillLanguageServer, params: Any) -> None:
+        suggestion_id = _suggestion_id(_field(params, "item"))
+        length = _field(params, "acceptedLength")
+        if suggestion_id is not None and isinstance(length, int) and length > 0:
+            ls.telemetry.partially_accepted(suggestion_id, length)
 
     @server.command(STATS_COMMAND)
     def stats(ls: QuillLanguageServer, *args: Any) -> dict[str, Any]:
@@ -36,4 +75,6 @@ def register(server: QuillLanguageServer) -> None:
             "accepted": ls.accepted_count,
             "acceptedChars": ls.accepted_chars,
             "servingAvailable": ls.serving is not None and ls.serving.available,
+            "eventsDelivered": ls.telemetry.delivered_total,
+            "eventsDropped": ls.telemetry.dropped_total,
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
@@ -88,10 +89,18 @@ def register(server: QuillLanguageServer) -> None:
             mode=choose_mode(settings.completion_mode, context),
             limits=pb.CompletionLimits(max_tokens=settings.max_tokens),
         )
+        started = time.perf_counter()
         completion = await ls.serving_client().complete(request, settings.request_timeout_s)
         if completion is None or not completion.text:
             return _EMPTY
         ls.shown_count += 1
+        ls.telemetry.returned(
+            completion.done.suggestion_id,
+            uri,
+            completion.text,
+            document.language_id or "",
+            time.perf_counter() - started,
+        )
         item = types.InlineCompletionItem(
             insert_text=completion.text,
             range=types.Range(start=params.position, end=params.position),

@@ -23,6 +23,7 @@ def register(server: QuillLanguageServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: QuillLanguageServer, params: None) -> None:
+        await ls.telemetry.close()  # deliver what is queued, briefly
         if ls.serving is not None:
             await ls.serving.close()
             ls.serving = None

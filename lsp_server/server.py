@@ -17,6 +17,7 @@ from pygls.protocol import LanguageServerProtocol
 
 from lsp_server.serving_client import ServingClient
 from lsp_server.settings import Settings, parse_settings
+from lsp_server.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,13 @@ class QuillLanguageServer(LanguageServer):
         # Settings given on the command line win over initializationOptions for these keys.
         self.pinned_settings: dict[str, Any] = {}
         self.serving: ServingClient | None = None
+        self.telemetry = Telemetry(self._send_events)
         self.accepted_count = 0
         self.accepted_chars = 0
         self.shown_count = 0
+
+    async def _send_events(self, request: Any) -> bool:
+        return await self.serving_client().report_events(request)
 
     def apply_initialization_options(self, options: Any) -> None:
         settings, problems = parse_settings(options)
@@ -80,10 +85,11 @@ class QuillLanguageServer(LanguageServer):
 
 
 def create_server(settings: Settings | None = None) -> QuillLanguageServer:
-    from lsp_server import acceptance, inline_completion, lifecycle
+    from lsp_server import acceptance, documents_sync, inline_completion, lifecycle
 
     server = QuillLanguageServer(settings)
     lifecycle.register(server)
+    documents_sync.register(server)
     inline_completion.register(server)
     acceptance.register(server)
     return server

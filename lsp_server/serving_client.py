@@ -93,6 +93,20 @@ class ServingClient:
             if not call.done():
                 call.cancel()
 
+    async def report_events(self, request: pb.ReportEventsRequest, timeout_s: float = 5.0) -> bool:
+        """Deliver one batch of events; False when serving did not take it."""
+        if self._down_reason is not None:
+            return False
+        try:
+            await self._stub.ReportEvents(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in _UNAVAILABLE_CODES:
+                self._mark_down(f"{error.code().name}: {error.details()}")
+            else:
+                logger.warning("ReportEvents failed: %s", error.code().name)
+            return False
+        return True
+
     async def check_health(self, timeout_s: float = 2.0) -> bool:
         try:
             response = await self._health.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)

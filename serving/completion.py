@@ -15,6 +15,7 @@ from serving import metrics
 from serving.config import CompletionConfig
 from serving.engine.base import Engine, GenerationRequest
 from serving.errors import InvalidRequestError
+from serving.events import new_record
 from serving.postprocess import (
     current_line_prefix,
     current_line_suffix,
@@ -25,6 +26,7 @@ from serving.postprocess import (
     visible_text,
 )
 from serving.prompt import build_prefix_prompt, prompt_token_budget
+from serving.suggestions import SuggestionRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +54,12 @@ def _validate(request: pb.CompleteRequest, config: CompletionConfig) -> None:
 
 
 class CompletionService:
-    def __init__(self, engine: Engine, config: CompletionConfig) -> None:
+    def __init__(
+        self, engine: Engine, config: CompletionConfig, registry: SuggestionRegistry
+    ) -> None:
         self._engine = engine
         self._config = config
+        self._registry = registry
 
     async def complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
@@ -147,6 +152,16 @@ class CompletionService:
             finish_reason = "truncated"
         done = time.perf_counter()
         first = first_output or decoded
+        if text:
+            self._registry.add(suggestion_id, new_record(request.language, mode_name, len(text)))
+        for stage, seconds in (
+            ("prompt_build", prompt_built - started),
+            ("time_to_first_token", first - prompt_built),
+            ("decode", decoded - first),
+            ("postprocess", done - decoded),
+            ("total", done - started),
+        ):
+            metrics.STAGE_DURATION.labels(stage).observe(seconds)
         logger.debug("completion %s: %d tokens, %s", suggestion_id, tokens, finish_reason)
         yield pb.CompleteResponse(
             done=pb.CompletionDone(

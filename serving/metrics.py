@@ -74,3 +74,61 @@ def start_metrics_server(address: str) -> None:
     except OSError as error:
         raise OSError(f"cannot serve metrics on {address}: {error}") from error
     logger.info("metrics on http://%s/metrics", address)
+
+
+# Languages get their own label value; anything else is "other", so clients cannot grow the
+# number of series by sending made-up language ids.
+KNOWN_LANGUAGES = frozenset(
+    {
+        "python", "javascript", "javascriptreact", "typescript", "typescriptreact", "go",
+        "java", "c", "cpp", "csharp", "rust", "ruby", "php", "kotlin", "swift", "scala",
+        "shellscript", "lua", "sql", "html", "css", "json", "yaml", "markdown",
+    }
+)  # fmt: skip
+
+
+def language_label(language: str) -> str:
+    return language if language in KNOWN_LANGUAGES else "other"
+
+
+STAGE_DURATION = Histogram(
+    "quill_stage_duration_seconds",
+    "Latency of each stage of a completion; client_end_to_end is what the language server saw.",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+SUGGESTIONS_SHOWN = Counter(
+    "quill_suggestions_shown", "Suggestions shown in editors.", ["language", "mode"]
+)
+SUGGESTIONS_ACCEPTED = Counter(
+    "quill_suggestions_accepted", "Suggestions accepted whole.", ["language", "mode"]
+)
+SUGGESTIONS_PARTIALLY_ACCEPTED = Counter(
+    "quill_suggestions_partially_accepted",
+    "Suggestions of which only a part was accepted.",
+    ["language", "mode"],
+)
+SUGGESTIONS_REJECTED = Counter(
+    "quill_suggestions_rejected",
+    "Suggestions dismissed or superseded without acceptance.",
+    ["language", "mode"],
+)
+SUGGESTION_CHARS_SHOWN = Counter(
+    "quill_suggestion_chars_shown", "Characters of shown suggestions.", ["language", "mode"]
+)
+SUGGESTION_CHARS_ACCEPTED = Counter(
+    "quill_suggestion_chars_accepted",
+    "Characters inserted by accepting suggestions, whole or in part.",
+    ["language", "mode"],
+)
+CHARS_TYPED = Counter(
+    "quill_chars_typed", "Characters users typed themselves (not from suggestions).", ["language"]
+)
+EVENTS_REJECTED = Counter(
+    "quill_events_rejected",
+    "Reported events that were rejected or clamped (unknown id, duplicate, too large, flood).",
+    ["reason"],
+)
+EVENTS_UNDELIVERED = Counter(
+    "quill_events_undelivered", "Events language servers reported they could not deliver."
+)

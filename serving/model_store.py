@@ -92,7 +92,6 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     # are already dequantized, so rebuild a plain model from the config and copy them over.
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.torch_dtype = torch.float32
     plain = LlamaForCausalLM(config)
     plain.load_state_dict(loaded.state_dict(), strict=True)
     if getattr(config, "tie_word_embeddings", False):

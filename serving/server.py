@@ -24,6 +24,8 @@ from serving.completion import CompletionService
 from serving.config import ServingConfig
 from serving.engine.base import Engine
 from serving.errors import EngineNotReadyError, ErrorInterceptor
+from serving.events import EventRecorder
+from serving.suggestions import SuggestionRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +42,11 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     def __init__(self, config: ServingConfig) -> None:
         self._config = config
         self._completion: CompletionService | None = None
+        self._suggestions = SuggestionRegistry()
+        self._events = EventRecorder(self._suggestions)
 
     def attach_engine(self, engine: Engine) -> None:
-        self._completion = CompletionService(engine, self._config.completion)
+        self._completion = CompletionService(engine, self._config.completion, self._suggestions)
 
     async def Complete(  # noqa: N802 - the gRPC method name
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
@@ -51,6 +55,11 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
             raise EngineNotReadyError("the engine is still loading")
         async for response in self._completion.complete(request, context):
             yield response
+
+    async def ReportEvents(  # noqa: N802
+        self, request: pb.ReportEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReportEventsResponse:
+        return self._events.record(request)
 
 
 async def serve(

@@ -40,6 +40,11 @@ class QuillStub:
                 request_serializer=quill_dot_v1_dot_quill__pb2.CompleteRequest.SerializeToString,
                 response_deserializer=quill_dot_v1_dot_quill__pb2.CompleteResponse.FromString,
                 _registered_method=True)
+        self.ReportEvents = channel.unary_unary(
+                '/quill.v1.Quill/ReportEvents',
+                request_serializer=quill_dot_v1_dot_quill__pb2.ReportEventsRequest.SerializeToString,
+                response_deserializer=quill_dot_v1_dot_quill__pb2.ReportEventsResponse.FromString,
+                _registered_method=True)
 
 
 class QuillServicer:
@@ -53,6 +58,14 @@ class QuillServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportEvents(self, request, context):
+        """What happened to suggestions in the editor, in batches. Laptops are never scraped, so the
+        language server reports here and serving exports the counts to Prometheus.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QuillServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +73,11 @@ def add_QuillServicer_to_server(servicer, server):
                     servicer.Complete,
                     request_deserializer=quill_dot_v1_dot_quill__pb2.CompleteRequest.FromString,
                     response_serializer=quill_dot_v1_dot_quill__pb2.CompleteResponse.SerializeToString,
+            ),
+            'ReportEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportEvents,
+                    request_deserializer=quill_dot_v1_dot_quill__pb2.ReportEventsRequest.FromString,
+                    response_serializer=quill_dot_v1_dot_quill__pb2.ReportEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +107,33 @@ class Quill:
             '/quill.v1.Quill/Complete',
             quill_dot_v1_dot_quill__pb2.CompleteRequest.SerializeToString,
             quill_dot_v1_dot_quill__pb2.CompleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quill.v1.Quill/ReportEvents',
+            quill_dot_v1_dot_quill__pb2.ReportEventsRequest.SerializeToString,
+            quill_dot_v1_dot_quill__pb2.ReportEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -293,3 +293,76 @@ def test_language_server_imports_no_heavy_modules() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_acceptance_and_typing_reach_serving_metrics(client: LanguageClient) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    labels = {"language": "rust", "mode": "single"}
+    before = {
+        name: value(name, **labels)
+        for name in (
+            "quill_suggestions_shown_total",
+            "quill_suggestions_accepted_total",
+            "quill_suggestion_chars_accepted_total",
+            "quill_suggestions_partially_accepted_total",
+            "quill_suggestions_rejected_total",
+        )
+    }
+    typed_before = value("quill_chars_typed_total", language="rust")
+    engine = ScriptedEngine(chunks=["a + b"])
+    uri = URI + ".rs"
+    async with in_process_serving(engine) as address:
+        await _initialize(client, servingAddress=address)
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="rust", version=1, text="let x = "
+                )
+            )
+        )
+        first = (await _complete(client, 0, 8, uri=uri)).items[0]
+        # A second request in the same document supersedes the first (rejected).
+        second = (await _complete(client, 0, 8, uri=uri)).items[0]
+        # Copilot-style partial accept, then the full accept command.
+        client.protocol.notify(
+            "textDocument/didPartiallyAcceptCompletion",
+            {"item": {"insertText": second.insert_text,
+                      "command": {"title": "", "command": second.command.command,
+                                  "arguments": second.command.arguments}},
+             "acceptedLength": 2},
+        )  # fmt: skip
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command=second.command.command, arguments=second.command.arguments
+            )
+        )
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(start=types.Position(0, 8), end=types.Position(0, 8)),
+                        text=";",
+                    )
+                ],
+            )
+        )
+        for _ in range(40):  # events are batched every 2 s
+            await asyncio.sleep(0.25)
+            if value("quill_chars_typed_total", language="rust") > typed_before:
+                break
+    assert first.command.arguments[0] != second.command.arguments[0]
+
+    def delta(name: str) -> float:
+        return value(name, **labels) - before[name]
+
+    assert delta("quill_suggestions_shown_total") == 2
+    assert delta("quill_suggestions_rejected_total") == 1
+    assert delta("quill_suggestions_partially_accepted_total") == 1
+    assert delta("quill_suggestions_accepted_total") == 1
+    assert delta("quill_suggestion_chars_accepted_total") == len("a + b")
+    assert value("quill_chars_typed_total", language="rust") == typed_before + 1

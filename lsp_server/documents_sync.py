@@ -1,0 +1,18 @@
+"""Document changes: count what the user typed (for the share of code from suggestions)."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from lsp_server.server import QuillLanguageServer
+
+
+def register(server: QuillLanguageServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def on_change(ls: QuillLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+        # pygls has already applied the changes to its copy of the document.
+        uri = params.text_document.uri
+        document = ls.workspace.text_documents.get(uri)
+        language = document.language_id if document is not None else ""
+        for change in params.content_changes:
+            ls.telemetry.text_inserted(uri, change.text, language or "")

@@ -1,0 +1,194 @@
+"""Suggestion events and typed characters, batched to serving's ReportEvents.
+
+Nothing here ever blocks a completion: events go into a bounded queue and a background task
+flushes it every `flush_interval_s`. A batch that cannot be delivered stays queued for the next
+try; when the queue overflows, the oldest events are dropped and counted, and the count travels
+with the next batch that gets through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from quill.v1 import quill_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+# Inserted text longer than this in one change is a paste or a refactoring, not typing.
+MAX_TYPED_CHUNK = 64
+
+
+@dataclass
+class ShownSuggestion:
+    suggestion_id: str
+    uri: str
+    text: str
+    language: str
+    latency_s: float = 0.0
+    accepted_chars: int = 0
+    resolved: bool = False
+
+
+class Telemetry:
+    def __init__(
+        self,
+        send: Callable[[pb.ReportEventsRequest], Awaitable[bool]],
+        flush_interval_s: float = 2.0,
+        max_queued: int = 10_000,
+    ) -> None:
+        self._send = send
+        self._flush_interval_s = flush_interval_s
+        self._queue: deque[pb.SuggestionEvent] = deque()
+        self._max_queued = max_queued
+        self._typed: Counter[str] = Counter()
+        self.undelivered = 0  # dropped, not yet reported
+        self.dropped_total = 0
+        self.delivered_total = 0
+        self._suggestions: dict[str, ShownSuggestion] = {}
+        self._latest_by_uri: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        # Clients that send textDocument/didShowCompletion report showing themselves.
+        self.client_reports_shown = False
+
+    # --- events -------------------------------------------------------------------------
+
+    def _enqueue(self, event: pb.SuggestionEvent) -> None:
+        if len(self._queue) >= self._max_queued:
+            self._queue.popleft()
+            self.undelivered += 1
+            self.dropped_total += 1
+        self._queue.append(event)
+        self._ensure_flusher()
+
+    def returned(
+        self, suggestion_id: str, uri: str, text: str, language: str, latency_s: float
+    ) -> None:
+        """A suggestion went back to the editor; an earlier unaccepted one there is superseded."""
+        previous = self._latest_by_uri.get(uri)
+        if previous is not None and previous in self._suggestions:
+            self._resolve_rejected(self._suggestions[previous])
+        self._suggestions[suggestion_id] = ShownSuggestion(
+            suggestion_id, uri, text, language, latency_s
+        )
+        self._latest_by_uri[uri] = suggestion_id
+        if len(self._suggestions) > 1000:  # forget the oldest
+            self._suggestions.pop(next(iter(self._suggestions)))
+        if not self.client_reports_shown:
+            self._shown(suggestion_id, latency_s)
+
+    def _shown(self, suggestion_id: str, latency_s: float = 0.0) -> None:
+        self._enqueue(
+            pb.SuggestionEvent(
+                suggestion_id=suggestion_id,
+                kind=pb.SUGGESTION_EVENT_KIND_SHOWN,
+                client_latency_ms=latency_s * 1e3,
+            )
+        )
+
+    def client_shown(self, suggestion_id: str) -> None:
+        if not self.client_reports_shown:
+            # From now on only the client's notifications count as shown; this suggestion was
+            # already counted when it was returned.
+            self.client_reports_shown = True
+            return
+        suggestion = self._suggestions.get(suggestion_id)
+        if suggestion is not None:
+            self._shown(suggestion_id, suggestion.latency_s)
+
+    def accepted(self, suggestion_id: str) -> ShownSuggestion | None:
+        suggestion = self._suggestions.get(suggestion_id)
+        if suggestion is None or suggestion.resolved:
+            return None
+        suggestion.resolved = True
+        suggestion.accepted_chars = len(suggestion.text)
+        self._enqueue(
+            pb.SuggestionEvent(
+                suggestion_id=suggestion_id,
+                kind=pb.SUGGESTION_EVENT_KIND_ACCEPTED,
+                chars=len(suggestion.text),
+            )
+        )
+        return suggestion
+
+    def partially_accepted(self, suggestion_id: str, accepted_length: int) -> None:
+        suggestion = self._suggestions.get(suggestion_id)
+        if (
+            suggestion is None
+            or suggestion.resolved
+            or accepted_length <= suggestion.accepted_chars
+        ):
+            return
+        suggestion.accepted_chars = min(accepted_length, len(suggestion.text))
+        self._enqueue(
+            pb.SuggestionEvent(
+                suggestion_id=suggestion_id,
+                kind=pb.SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED,
+                chars=suggestion.accepted_chars,
+            )
+        )
+
+    def _resolve_rejected(self, suggestion: ShownSuggestion) -> None:
+        if suggestion.resolved or suggestion.accepted_chars:
+            return
+        suggestion.resolved = True
+        self._enqueue(
+            pb.SuggestionEvent(
+                suggestion_id=suggestion.suggestion_id, kind=pb.SUGGESTION_EVENT_KIND_REJECTED
+            )
+        )
+
+    # --- typed characters ---------------------------------------------------------------
+
+    def text_inserted(self, uri: str, text: str, language: str) -> None:
+        """Count characters the user typed; text that a suggestion put there is not typing."""
+        if not text or len(text) > MAX_TYPED_CHUNK:
+            return
+        latest = self._suggestions.get(self._latest_by_uri.get(uri, ""))
+        if latest is not None and latest.text and text in latest.text and len(text) > 1:
+            return  # the editor inserting (part of) the shown suggestion
+        self._typed[language or "other"] += len(text)
+        self._ensure_flusher()
+
+    # --- delivery -----------------------------------------------------------------------
+
+    def _ensure_flusher(self) -> None:
+        if self._task is None or self._task.done():
+            try:
+                self._task = asyncio.get_running_loop().create_task(self._flush_later())
+            except RuntimeError:  # no loop (unit tests of the bookkeeping)
+                self._task = None
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._flush_interval_s)
+        await self.flush()
+
+    async def flush(self) -> bool:
+        if not self._queue and not self._typed and not self.undelivered:
+            return True
+        events = list(self._queue)
+        typed = dict(self._typed)
+        request = pb.ReportEventsRequest(
+            events=events, typed_chars=typed, undelivered_events=self.undelivered
+        )
+        if not await self._send(request):
+            self._ensure_flusher()  # keep everything queued and try again later
+            return False
+        for _ in events:
+            self._queue.popleft()
+        self._typed.subtract(typed)
+        self._typed = +self._typed
+        self.undelivered = 0
+        self.delivered_total += len(events)
+        return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        try:
+            await asyncio.wait_for(self.flush(), 2.0)
+        except (TimeoutError, asyncio.CancelledError):
+            logger.info("%d events not delivered at shutdown", len(self._queue))

@@ -1,0 +1,104 @@
+"""The ReportEvents RPC: turn editor-side events into Prometheus counts, trusting nothing.
+
+Events must name a suggestion serving issued; language and mode come from serving's own record,
+not from the client; character counts are clamped to the suggestion's length; each suggestion is
+counted shown once, accepted at most up to its length, rejected once. Whatever is dropped or
+clamped is counted in quill_events_rejected_total by reason.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from quill.v1 import quill_pb2 as pb
+from serving import metrics
+from serving.suggestions import SuggestionRecord, SuggestionRegistry
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_BATCH = 1000
+# More than this many characters typed per language per batch is not typing.
+MAX_TYPED_CHARS_PER_BATCH = 100_000
+MAX_UNDELIVERED_PER_BATCH = 1_000_000
+
+
+class EventRecorder:
+    def __init__(self, registry: SuggestionRegistry) -> None:
+        self._registry = registry
+
+    def record(self, request: pb.ReportEventsRequest) -> pb.ReportEventsResponse:
+        recorded = rejected = 0
+        events = request.events
+        if len(events) > MAX_EVENTS_PER_BATCH:
+            metrics.EVENTS_REJECTED.labels("flood").inc(len(events) - MAX_EVENTS_PER_BATCH)
+            rejected += len(events) - MAX_EVENTS_PER_BATCH
+            events = events[:MAX_EVENTS_PER_BATCH]
+        for event in events:
+            reason = self._apply(event)
+            if reason is None:
+                recorded += 1
+            else:
+                metrics.EVENTS_REJECTED.labels(reason).inc()
+                rejected += 1
+        for language, chars in request.typed_chars.items():
+            if chars > MAX_TYPED_CHARS_PER_BATCH:
+                metrics.EVENTS_REJECTED.labels("clamped").inc()
+                chars = MAX_TYPED_CHARS_PER_BATCH
+            metrics.CHARS_TYPED.labels(metrics.language_label(language)).inc(chars)
+        if request.undelivered_events:
+            metrics.EVENTS_UNDELIVERED.inc(
+                min(request.undelivered_events, MAX_UNDELIVERED_PER_BATCH)
+            )
+        return pb.ReportEventsResponse(recorded=recorded, rejected=rejected)
+
+    def _apply(self, event: pb.SuggestionEvent) -> str | None:
+        """Count one event; returns the reason it was rejected, or None."""
+        record = self._registry.get(event.suggestion_id)
+        if record is None:
+            return "unknown_suggestion"
+        labels = (record.language, record.mode)
+        kind = event.kind
+        if kind == pb.SUGGESTION_EVENT_KIND_SHOWN:
+            if record.shown:
+                return "duplicate"
+            record.shown = True
+            metrics.SUGGESTIONS_SHOWN.labels(*labels).inc()
+            metrics.SUGGESTION_CHARS_SHOWN.labels(*labels).inc(record.length)
+            if 0 < event.client_latency_ms < 600_000:
+                metrics.STAGE_DURATION.labels("client_end_to_end").observe(
+                    event.client_latency_ms / 1e3
+                )
+            return None
+        if kind in (pb.SUGGESTION_EVENT_KIND_ACCEPTED, pb.SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED):
+            whole = kind == pb.SUGGESTION_EVENT_KIND_ACCEPTED
+            if event.chars > record.length:
+                metrics.EVENTS_REJECTED.labels("clamped").inc()
+            target = record.length if whole else min(event.chars, record.length)
+            added = target - record.accepted_chars
+            if added <= 0:
+                return "duplicate"
+            if not record.shown:  # an accepted suggestion was shown, whatever the client said
+                self._apply(
+                    pb.SuggestionEvent(
+                        suggestion_id=event.suggestion_id, kind=pb.SUGGESTION_EVENT_KIND_SHOWN
+                    )
+                )
+            first = record.accepted_chars == 0
+            record.accepted_chars = target
+            metrics.SUGGESTION_CHARS_ACCEPTED.labels(*labels).inc(added)
+            if whole:
+                metrics.SUGGESTIONS_ACCEPTED.labels(*labels).inc()
+            elif first:
+                metrics.SUGGESTIONS_PARTIALLY_ACCEPTED.labels(*labels).inc()
+            return None
+        if kind == pb.SUGGESTION_EVENT_KIND_REJECTED:
+            if record.rejected or record.accepted_chars:
+                return "duplicate"
+            record.rejected = True
+            metrics.SUGGESTIONS_REJECTED.labels(*labels).inc()
+            return None
+        return "unknown_kind"
+
+
+def new_record(language: str, mode: str, length: int) -> SuggestionRecord:
+    return SuggestionRecord(language=metrics.language_label(language), mode=mode, length=length)

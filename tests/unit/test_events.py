@@ -1,0 +1,145 @@
+"""ReportEvents validation on serving, and the language server's event bookkeeping."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prometheus_client import REGISTRY
+
+from lsp_server.telemetry import Telemetry
+from quill.v1 import quill_pb2 as pb
+from serving.events import MAX_EVENTS_PER_BATCH, EventRecorder, new_record
+from serving.suggestions import SuggestionRegistry
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def event(suggestion_id: str, kind: int, chars: int = 0) -> pb.SuggestionEvent:
+    return pb.SuggestionEvent(suggestion_id=suggestion_id, kind=kind, chars=chars)
+
+
+SHOWN = pb.SUGGESTION_EVENT_KIND_SHOWN
+ACCEPTED = pb.SUGGESTION_EVENT_KIND_ACCEPTED
+PARTIAL = pb.SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED
+REJECTED = pb.SUGGESTION_EVENT_KIND_REJECTED
+
+
+@pytest.fixture
+def recorder_and_ids():  # type: ignore[no-untyped-def]
+    registry = SuggestionRegistry()
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    for suggestion_id in ids:
+        registry.add(suggestion_id, new_record("lua", "multi", 10))
+    return EventRecorder(registry), ids
+
+
+def test_shown_and_accepted_are_counted_by_serving_labels(recorder_and_ids) -> None:  # type: ignore[no-untyped-def]
+    recorder, (a, b, c) = recorder_and_ids
+    base = {name: value(name, language="lua", mode="multi") for name in (
+        "quill_suggestions_shown_total", "quill_suggestions_accepted_total",
+        "quill_suggestion_chars_accepted_total", "quill_suggestions_rejected_total",
+        "quill_suggestions_partially_accepted_total", "quill_suggestion_chars_shown_total",
+    )}  # fmt: skip
+    response = recorder.record(
+        pb.ReportEventsRequest(
+            events=[
+                event(a, SHOWN), event(a, ACCEPTED, 10),
+                event(b, SHOWN), event(b, PARTIAL, 4),
+                event(c, SHOWN), event(c, REJECTED),
+            ]
+        )
+    )  # fmt: skip
+    assert (response.recorded, response.rejected) == (6, 0)
+
+    def delta(name: str) -> float:
+        return value(name, language="lua", mode="multi") - base[name]
+
+    assert delta("quill_suggestions_shown_total") == 3
+    assert delta("quill_suggestion_chars_shown_total") == 30
+    assert delta("quill_suggestions_accepted_total") == 1
+    assert delta("quill_suggestions_partially_accepted_total") == 1
+    assert delta("quill_suggestion_chars_accepted_total") == 14
+    assert delta("quill_suggestions_rejected_total") == 1
+
+
+def test_forged_and_repeated_events_are_rejected_and_counted(recorder_and_ids) -> None:  # type: ignore[no-untyped-def]
+    recorder, (a, _, _) = recorder_and_ids
+    unknown = value("quill_events_rejected_total", reason="unknown_suggestion")
+    duplicate = value("quill_events_rejected_total", reason="duplicate")
+    chars = value("quill_suggestion_chars_accepted_total", language="lua", mode="multi")
+    response = recorder.record(
+        pb.ReportEventsRequest(
+            events=[
+                event("forged", ACCEPTED, 1000),
+                event(a, PARTIAL, 1_000_000),  # clamped to the suggestion's 10 characters
+                event(a, ACCEPTED, 10),  # nothing left to accept
+                event(a, SHOWN), event(a, SHOWN),  # accepting implied shown
+                event(a, REJECTED),  # already accepted
+            ]
+        )
+    )  # fmt: skip
+    assert (response.recorded, response.rejected) == (1, 5)
+    assert value("quill_events_rejected_total", reason="unknown_suggestion") == unknown + 1
+    assert value("quill_events_rejected_total", reason="duplicate") == duplicate + 4
+    assert value("quill_events_rejected_total", reason="clamped") >= 1
+    assert (
+        value("quill_suggestion_chars_accepted_total", language="lua", mode="multi") == chars + 10
+    )
+
+
+def test_floods_huge_counts_and_made_up_languages_are_bounded(recorder_and_ids) -> None:  # type: ignore[no-untyped-def]
+    recorder, _ = recorder_and_ids
+    flood = value("quill_events_rejected_total", reason="flood")
+    other = value("quill_chars_typed_total", language="other")
+    response = recorder.record(
+        pb.ReportEventsRequest(
+            events=[event("x", SHOWN)] * (MAX_EVENTS_PER_BATCH + 5),
+            typed_chars={"klingon-" + uuid.uuid4().hex: 10**12},
+            undelivered_events=3,
+        )
+    )
+    assert response.rejected == MAX_EVENTS_PER_BATCH + 5
+    assert value("quill_events_rejected_total", reason="flood") == flood + 5
+    assert value("quill_chars_typed_total", language="other") == other + 100_000
+    labels = {s.labels.get("language") for m in REGISTRY.collect() for s in m.samples}
+    assert not any(str(label).startswith("klingon") for label in labels)
+
+
+def test_registry_is_bounded() -> None:
+    registry = SuggestionRegistry(capacity=2)
+    for name in "abc":
+        registry.add(name, new_record("python", "single", 1))
+    assert len(registry) == 2 and registry.get("a") is None and registry.get("c") is not None
+
+
+async def test_telemetry_batches_supersedes_and_retries() -> None:
+    sent: list[pb.ReportEventsRequest] = []
+    deliver = False
+
+    async def send(request: pb.ReportEventsRequest) -> bool:
+        if deliver:
+            sent.append(request)
+        return deliver
+
+    telemetry = Telemetry(send, flush_interval_s=3600, max_queued=3)
+    telemetry.returned("s1", "file:///a.py", "return x", "python", 0.1)
+    telemetry.text_inserted("file:///a.py", "return x", "python")  # the accept's insertion
+    telemetry.text_inserted("file:///a.py", "y", "python")  # typed
+    telemetry.text_inserted("file:///a.py", "z" * 500, "python")  # a paste, not typing
+    telemetry.returned("s2", "file:///a.py", "pass", "python", 0.1)  # supersedes s1
+    assert telemetry.accepted("s2") is not None
+    assert telemetry.accepted("s2") is None  # once
+    # Queue: shown s1, rejected s1, shown s2, accepted s2 -> one dropped (max 3).
+    assert not await telemetry.flush()  # serving down: kept for later
+    deliver = True
+    assert await telemetry.flush()
+    (request,) = sent
+    kinds = [(e.suggestion_id, e.kind) for e in request.events]
+    assert kinds == [("s1", REJECTED), ("s2", SHOWN), ("s2", ACCEPTED)]
+    assert request.undelivered_events == 1
+    assert dict(request.typed_chars) == {"python": 1}
+    assert telemetry.undelivered == 0 and await telemetry.flush()
+    assert len(sent) == 1  # nothing new to send
