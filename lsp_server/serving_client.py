@@ -39,6 +39,15 @@ class ServingUnavailableError(RuntimeError):
     pass
 
 
+# Load balancers (ops/kubernetes/envoy.yaml) hash this header so one workspace keeps hitting the
+# replica whose prefix cache and index are warm for it.
+WORKSPACE_HEADER = "x-quill-workspace"
+
+
+def _routing_metadata(workspace_id: str) -> tuple[tuple[str, str], ...]:
+    return ((WORKSPACE_HEADER, workspace_id),) if workspace_id else ()
+
+
 class ServingClient:
     def __init__(
         self,
@@ -75,7 +84,9 @@ class ServingClient:
         """
         if self._down_reason is not None:
             return None
-        call = self._stub.Complete(request, timeout=timeout_s)
+        call = self._stub.Complete(
+            request, timeout=timeout_s, metadata=_routing_metadata(request.workspace_id)
+        )
         try:
             async for response in call:
                 if response.HasField("done"):

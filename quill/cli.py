@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_complete(sub)
     _add_model(sub)
     _add_bench(sub)
+    from quill import stats
+
+    stats.add_parser(sub)
     return parser
 
 

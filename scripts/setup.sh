@@ -115,7 +115,20 @@ cmd_stop() {
   fi
 }
 
+install_system_packages() {
+  # Debian's Prometheus (promtool checks the ops/ rules; a real Prometheus scrapes serving in
+  # the end-to-end tests).
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    log "installing Debian's prometheus"
+    local sudo=()
+    [[ "$(id -u)" == 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+}
+
 cmd_test() {
+  install_system_packages
   install_env
   prepare_model
   cd "$ROOT"
