@@ -22,11 +22,9 @@ logger = logging.getLogger(__name__)
 
 _BACKOFF_START_S = 0.5
 _BACKOFF_MAX_S = 30.0
-_UNAVAILABLE_CODES = (
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.UNIMPLEMENTED,
-)
+# Codes that mean serving is not there (or not ready). A DEADLINE_EXCEEDED is one slow
+# request on a busy server, not an outage: that request gets no items and the next one is tried.
+_UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED)
 
 
 @dataclass
@@ -98,6 +96,9 @@ class ServingClient:
         except grpc.aio.AioRpcError as error:
             if error.code() in _UNAVAILABLE_CODES:
                 self._mark_down(f"{error.code().name}: {error.details()}")
+                return None
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                logger.info("completion timed out after %.1f s", timeout_s)
                 return None
             raise
         finally:

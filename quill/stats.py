@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STAGES = ("prompt_build", "time_to_first_token", "decode", "postprocess", "total",
+STAGES = ("queue_wait", "prompt_build", "time_to_first_token", "decode", "postprocess", "total",
           "client_end_to_end")  # fmt: skip
 
 

@@ -89,6 +89,7 @@ class CompletionService:
         )
         prompt_built = time.perf_counter()
         first_output: float | None = None
+        queue_wait_s: float | None = None
         generated = ""  # model output, relative to the prompt's end
         raw = ""  # the same, relative to the cursor
         emitted = 0
@@ -103,6 +104,8 @@ class CompletionService:
                     metrics.TIME_TO_FIRST_TOKEN.labels(mode_name).observe(first_output - started)
                 tokens += output.new_token_count
                 generated += output.text_delta
+                if queue_wait_s is None and output.queue_wait_s is not None:
+                    queue_wait_s = output.queue_wait_s
                 seen, give_up = visible_text(generated, indent)
                 if give_up:
                     finish_reason = "truncated"
@@ -154,6 +157,8 @@ class CompletionService:
         first = first_output or decoded
         if text:
             self._registry.add(suggestion_id, new_record(request.language, mode_name, len(text)))
+        if queue_wait_s is not None:
+            metrics.STAGE_DURATION.labels("queue_wait").observe(queue_wait_s)
         for stage, seconds in (
             ("prompt_build", prompt_built - started),
             ("time_to_first_token", first - prompt_built),
@@ -178,6 +183,7 @@ class CompletionService:
                     decode_ms=(decoded - first) * 1e3,
                     postprocess_ms=(done - decoded) * 1e3,
                     total_ms=(done - started) * 1e3,
+                    queue_wait_ms=(queue_wait_s or 0.0) * 1e3,
                 ),
             )
         )

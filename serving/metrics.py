@@ -13,26 +13,12 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 
 logger = logging.getLogger(__name__)
 
-# Inline completion latencies cluster between 50 ms and a few seconds on CPUs and GPUs alike.
+# Inline completion latencies cluster between 50 ms and a few seconds on CPUs and GPUs alike;
+# the small buckets resolve the cheap stages (prompt building, post-processing, queue wait).
 _LATENCY_BUCKETS = (
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.2,
-    0.3,
-    0.5,
-    0.75,
-    1,
-    1.5,
-    2,
-    3,
-    5,
-    10,
-    30,
-)
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1, 1.5, 2, 3, 5, 10, 30,
+)  # fmt: skip
 
 RPC_REQUESTS = Counter(
     "quill_rpc_requests", "gRPC requests by method and status code.", ["method", "code"]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14quill/v1/quill.proto\x12\x08quill.v1\"+\n\x08Position\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\x11\n\tcharacter\x18\x02 \x01(\r\";\n\x10\x43ompletionLimits\x12\x12\n\nmax_tokens\x18\x01 \x01(\r\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\"\xe4\x01\n\x0f\x43ompleteRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x11\n\tfile_path\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x0e\n\x06suffix\x18\x05 \x01(\t\x12\"\n\x06\x63ursor\x18\x06 \x01(\x0b\x32\x12.quill.v1.Position\x12&\n\x04mode\x18\x07 \x01(\x0e\x32\x18.quill.v1.CompletionMode\x12*\n\x06limits\x18\x08 \x01(\x0b\x32\x1a.quill.v1.CompletionLimits\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x84\x01\n\x0cStageTimings\x12\x17\n\x0fprompt_build_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x11\n\tdecode_ms\x18\x03 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"\xde\x01\n\x0e\x43ompletionDone\x12\x15\n\rsuggestion_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rprompt_tokens\x18\x03 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\x12\'\n\x07timings\x18\x05 \x01(\x0b\x32\x16.quill.v1.StageTimings\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12&\n\x04mode\x18\x08 \x01(\x0e\x32\x18.quill.v1.CompletionMode\"k\n\x10\x43ompleteResponse\x12$\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x13.quill.v1.TextDeltaH\x00\x12(\n\x04\x64one\x18\x02 \x01(\x0b\x32\x18.quill.v1.CompletionDoneH\x00\x42\x07\n\x05\x65vent\"\x7f\n\x0fSuggestionEvent\x12\x15\n\rsuggestion_id\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.quill.v1.SuggestionEventKind\x12\r\n\x05\x63hars\x18\x03 \x01(\r\x12\x19\n\x11\x63lient_latency_ms\x18\x04 \x01(\x01\"\xd3\x01\n\x13ReportEventsRequest\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.quill.v1.SuggestionEvent\x12\x42\n\x0btyped_chars\x18\x02 \x03(\x0b\x32-.quill.v1.ReportEventsRequest.TypedCharsEntry\x12\x1a\n\x12undelivered_events\x18\x03 \x01(\x04\x1a\x31\n\x0fTypedCharsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\":\n\x14ReportEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\x10\n\x08rejected\x18\x02 \x01(\r*r\n\x0e\x43ompletionMode\x12\x1f\n\x1b\x43OMPLETION_MODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43OMPLETION_MODE_SINGLE_LINE\x10\x01\x12\x1e\n\x1a\x43OMPLETION_MODE_MULTI_LINE\x10\x02*\xd3\x01\n\x13SuggestionEventKind\x12%\n!SUGGESTION_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSUGGESTION_EVENT_KIND_SHOWN\x10\x01\x12\"\n\x1eSUGGESTION_EVENT_KIND_ACCEPTED\x10\x02\x12,\n(SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED\x10\x03\x12\"\n\x1eSUGGESTION_EVENT_KIND_REJECTED\x10\x04\x32\x9b\x01\n\x05Quill\x12\x43\n\x08\x43omplete\x12\x19.quill.v1.CompleteRequest\x1a\x1a.quill.v1.CompleteResponse0\x01\x12M\n\x0cReportEvents\x12\x1d.quill.v1.ReportEventsRequest\x1a\x1e.quill.v1.ReportEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14quill/v1/quill.proto\x12\x08quill.v1\"+\n\x08Position\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\x11\n\tcharacter\x18\x02 \x01(\r\";\n\x10\x43ompletionLimits\x12\x12\n\nmax_tokens\x18\x01 \x01(\r\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\"\xe4\x01\n\x0f\x43ompleteRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x11\n\tfile_path\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x0e\n\x06suffix\x18\x05 \x01(\t\x12\"\n\x06\x63ursor\x18\x06 \x01(\x0b\x32\x12.quill.v1.Position\x12&\n\x04mode\x18\x07 \x01(\x0e\x32\x18.quill.v1.CompletionMode\x12*\n\x06limits\x18\x08 \x01(\x0b\x32\x1a.quill.v1.CompletionLimits\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x9b\x01\n\x0cStageTimings\x12\x17\n\x0fprompt_build_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x11\n\tdecode_ms\x18\x03 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\x12\x15\n\rqueue_wait_ms\x18\x06 \x01(\x01\"\xde\x01\n\x0e\x43ompletionDone\x12\x15\n\rsuggestion_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rprompt_tokens\x18\x03 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\x12\'\n\x07timings\x18\x05 \x01(\x0b\x32\x16.quill.v1.StageTimings\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12&\n\x04mode\x18\x08 \x01(\x0e\x32\x18.quill.v1.CompletionMode\"k\n\x10\x43ompleteResponse\x12$\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x13.quill.v1.TextDeltaH\x00\x12(\n\x04\x64one\x18\x02 \x01(\x0b\x32\x18.quill.v1.CompletionDoneH\x00\x42\x07\n\x05\x65vent\"\x7f\n\x0fSuggestionEvent\x12\x15\n\rsuggestion_id\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.quill.v1.SuggestionEventKind\x12\r\n\x05\x63hars\x18\x03 \x01(\r\x12\x19\n\x11\x63lient_latency_ms\x18\x04 \x01(\x01\"\xd3\x01\n\x13ReportEventsRequest\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.quill.v1.SuggestionEvent\x12\x42\n\x0btyped_chars\x18\x02 \x03(\x0b\x32-.quill.v1.ReportEventsRequest.TypedCharsEntry\x12\x1a\n\x12undelivered_events\x18\x03 \x01(\x04\x1a\x31\n\x0fTypedCharsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\":\n\x14ReportEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\x10\n\x08rejected\x18\x02 \x01(\r*r\n\x0e\x43ompletionMode\x12\x1f\n\x1b\x43OMPLETION_MODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43OMPLETION_MODE_SINGLE_LINE\x10\x01\x12\x1e\n\x1a\x43OMPLETION_MODE_MULTI_LINE\x10\x02*\xd3\x01\n\x13SuggestionEventKind\x12%\n!SUGGESTION_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSUGGESTION_EVENT_KIND_SHOWN\x10\x01\x12\"\n\x1eSUGGESTION_EVENT_KIND_ACCEPTED\x10\x02\x12,\n(SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED\x10\x03\x12\"\n\x1eSUGGESTION_EVENT_KIND_REJECTED\x10\x04\x32\x9b\x01\n\x05Quill\x12\x43\n\x08\x43omplete\x12\x19.quill.v1.CompleteRequest\x1a\x1a.quill.v1.CompleteResponse0\x01\x12M\n\x0cReportEvents\x12\x1d.quill.v1.ReportEventsRequest\x1a\x1e.quill.v1.ReportEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPORTEVENTSREQUEST_TYPEDCHARSENTRY']._loaded_options = None
   _globals['_REPORTEVENTSREQUEST_TYPEDCHARSENTRY']._serialized_options = b'8\001'
-  _globals['_COMPLETIONMODE']._serialized_start=1270
-  _globals['_COMPLETIONMODE']._serialized_end=1384
-  _globals['_SUGGESTIONEVENTKIND']._serialized_start=1387
-  _globals['_SUGGESTIONEVENTKIND']._serialized_end=1598
+  _globals['_COMPLETIONMODE']._serialized_start=1293
+  _globals['_COMPLETIONMODE']._serialized_end=1407
+  _globals['_SUGGESTIONEVENTKIND']._serialized_start=1410
+  _globals['_SUGGESTIONEVENTKIND']._serialized_end=1621
   _globals['_POSITION']._serialized_start=34
   _globals['_POSITION']._serialized_end=77
   _globals['_COMPLETIONLIMITS']._serialized_start=79
@@ -47,19 +47,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEXTDELTA']._serialized_start=371
   _globals['_TEXTDELTA']._serialized_end=396
   _globals['_STAGETIMINGS']._serialized_start=399
-  _globals['_STAGETIMINGS']._serialized_end=531
-  _globals['_COMPLETIONDONE']._serialized_start=534
-  _globals['_COMPLETIONDONE']._serialized_end=756
-  _globals['_COMPLETERESPONSE']._serialized_start=758
-  _globals['_COMPLETERESPONSE']._serialized_end=865
-  _globals['_SUGGESTIONEVENT']._serialized_start=867
-  _globals['_SUGGESTIONEVENT']._serialized_end=994
-  _globals['_REPORTEVENTSREQUEST']._serialized_start=997
-  _globals['_REPORTEVENTSREQUEST']._serialized_end=1208
-  _globals['_REPORTEVENTSREQUEST_TYPEDCHARSENTRY']._serialized_start=1159
-  _globals['_REPORTEVENTSREQUEST_TYPEDCHARSENTRY']._serialized_end=1208
-  _globals['_REPORTEVENTSRESPONSE']._serialized_start=1210
-  _globals['_REPORTEVENTSRESPONSE']._serialized_end=1268
-  _globals['_QUILL']._serialized_start=1601
-  _globals['_QUILL']._serialized_end=1756
+  _globals['_STAGETIMINGS']._serialized_end=554
+  _globals['_COMPLETIONDONE']._serialized_start=557
+  _globals['_COMPLETIONDONE']._serialized_end=779
+  _globals['_COMPLETERESPONSE']._serialized_start=781
+  _globals['_COMPLETERESPONSE']._serialized_end=888
+  _globals['_SUGGESTIONEVENT']._serialized_start=890
+  _globals['_SUGGESTIONEVENT']._serialized_end=1017
+  _globals['_REPORTEVENTSREQUEST']._serialized_start=1020
+  _globals['_REPORTEVENTSREQUEST']._serialized_end=1231
+  _globals['_REPORTEVENTSREQUEST_TYPEDCHARSENTRY']._serialized_start=1182
+  _globals['_REPORTEVENTSREQUEST_TYPEDCHARSENTRY']._serialized_end=1231
+  _globals['_REPORTEVENTSRESPONSE']._serialized_start=1233
+  _globals['_REPORTEVENTSRESPONSE']._serialized_end=1291
+  _globals['_QUILL']._serialized_start=1624
+  _globals['_QUILL']._serialized_end=1779
 # @@protoc_insertion_point(module_scope)

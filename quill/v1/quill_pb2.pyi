@@ -73,18 +73,20 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
 class StageTimings(_message.Message):
-    __slots__ = ("prompt_build_ms", "time_to_first_token_ms", "decode_ms", "postprocess_ms", "total_ms")
+    __slots__ = ("prompt_build_ms", "time_to_first_token_ms", "decode_ms", "postprocess_ms", "total_ms", "queue_wait_ms")
     PROMPT_BUILD_MS_FIELD_NUMBER: _ClassVar[int]
     TIME_TO_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
     DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     POSTPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     prompt_build_ms: float
     time_to_first_token_ms: float
     decode_ms: float
     postprocess_ms: float
     total_ms: float
-    def __init__(self, prompt_build_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    queue_wait_ms: float
+    def __init__(self, prompt_build_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., queue_wait_ms: _Optional[float] = ...) -> None: ...
 
 class CompletionDone(_message.Message):
     __slots__ = ("suggestion_id", "text", "prompt_tokens", "completion_tokens", "timings", "finish_reason", "model", "mode")

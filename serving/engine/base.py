@@ -28,6 +28,8 @@ class EngineOutput:
     finished: bool
     # "stop" or "length" once finished, else None.
     finish_reason: str | None = None
+    # Seconds the request waited in the engine's queue before it was scheduled, once known.
+    queue_wait_s: float | None = None
 
 
 class Engine(Protocol):

@@ -59,6 +59,16 @@ def build_engine_args(config: EngineConfig) -> dict[str, Any]:
     return args
 
 
+def _queue_wait(out: Any) -> float | None:
+    """Queue wait from vLLM's per-request stats (engine-core timestamps), when it keeps them."""
+    stats = getattr(out, "metrics", None)
+    queued = getattr(stats, "queued_ts", 0.0)
+    scheduled = getattr(stats, "scheduled_ts", 0.0)
+    if queued and scheduled and scheduled >= queued:
+        return float(scheduled - queued)
+    return None
+
+
 class VllmEngine:
     """vLLM's AsyncLLM running in this process (its engine core runs in a child process)."""
 
@@ -119,6 +129,7 @@ class VllmEngine:
                 new_token_count=len(completion.token_ids),
                 finished=out.finished,
                 finish_reason=completion.finish_reason if out.finished else None,
+                queue_wait_s=_queue_wait(out),
             )
 
     async def check_health(self) -> None:

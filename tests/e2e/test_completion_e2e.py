@@ -169,6 +169,9 @@ def test_metrics_endpoint_has_quill_and_vllm_series(real_serving: ServingProcess
         "quill_rpc_requests_total",
         "quill_engine_ready 1.0",
         "vllm:generation_tokens_total",
+        # Measured from vLLM's own per-request timestamps.
+        'quill_stage_duration_seconds_count{stage="queue_wait"}',
+        'quill_stage_duration_seconds_count{stage="time_to_first_token"}',
     ):
         assert name in body, name
 

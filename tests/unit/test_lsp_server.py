@@ -366,3 +366,17 @@ async def test_acceptance_and_typing_reach_serving_metrics(client: LanguageClien
     assert delta("quill_suggestions_accepted_total") == 1
     assert delta("quill_suggestion_chars_accepted_total") == len("a + b")
     assert value("quill_chars_typed_total", language="rust") == typed_before + 1
+
+
+async def test_a_slow_request_times_out_without_declaring_an_outage(client: LanguageClient) -> None:
+    engine = ScriptedEngine(chunks=["x"] * 50, step_delay_s=0.05)
+    async with in_process_serving(engine) as address:
+        await _initialize(client, servingAddress=address, requestTimeoutS=0.3, maxTokens=50)
+        _open(client, "s = '")
+        assert (await _complete(client, 0, 5)).items == ()
+        stats = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="quill.stats", arguments=[])
+        )
+    assert stats["servingAvailable"] is True
+    assert not [m for m in client.messages if "unavailable" in m.message]
+    assert engine.aborted  # the deadline cancelled the engine request too
