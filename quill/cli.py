@@ -83,6 +83,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-prompt-tokens", type=int, default=None)
     p.add_argument(
+        "--fim-template",
+        default="auto",
+        help="auto (from the model), none (prefix-only), starcoder, qwen2.5-coder, "
+        "deepseek-coder, codellama or codestral",
+    )
+    p.add_argument(
         "--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM"
     )
     p.set_defaults(func=_cmd_serve)
@@ -112,7 +118,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         vllm_log_level="DEBUG" if args.log_level.upper() == "DEBUG" else "WARNING",
         extra_engine_args=dict(args.engine_arg),
     )
-    completion = CompletionConfig()
+    completion = CompletionConfig(fim_template=args.fim_template)
+    from serving.fim import choose_template
+
+    try:
+        choose_template(args.fim_template, model)
+    except ValueError as error:
+        logger.error("%s", error)
+        return 2
     if args.max_prompt_tokens:
         completion.max_prompt_tokens = args.max_prompt_tokens
     config = ServingConfig(

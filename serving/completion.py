@@ -16,6 +16,7 @@ from serving.config import CompletionConfig
 from serving.engine.base import Engine, GenerationRequest
 from serving.errors import InvalidRequestError
 from serving.events import new_record
+from serving.fim import FimTemplate
 from serving.postprocess import (
     current_line_prefix,
     current_line_suffix,
@@ -25,7 +26,7 @@ from serving.postprocess import (
     split_trailing_indent,
     visible_text,
 )
-from serving.prompt import build_prefix_prompt, prompt_token_budget
+from serving.prompt import prompt_token_budget
 from serving.suggestions import SuggestionRegistry
 
 logger = logging.getLogger(__name__)
@@ -55,11 +56,16 @@ def _validate(request: pb.CompleteRequest, config: CompletionConfig) -> None:
 
 class CompletionService:
     def __init__(
-        self, engine: Engine, config: CompletionConfig, registry: SuggestionRegistry
+        self,
+        engine: Engine,
+        config: CompletionConfig,
+        registry: SuggestionRegistry,
+        template: FimTemplate,
     ) -> None:
         self._engine = engine
         self._config = config
         self._registry = registry
+        self._template = template
 
     async def complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
@@ -76,16 +82,18 @@ class CompletionService:
             self._engine.max_model_len, max_tokens, self._config.max_prompt_tokens
         )
         prompt_prefix, indent = split_trailing_indent(request.prefix)
-        prompt = build_prefix_prompt(prompt_prefix, self._engine.encode, budget)
+        prompt_ids, _ = self._template.token_ids(
+            prompt_prefix, request.suffix, self._engine.encode, budget
+        )
         line_prefix = current_line_prefix(request.prefix)
         line_suffix = current_line_suffix(request.suffix)
         suggestion_id = uuid.uuid4().hex
         generation = GenerationRequest(
             request_id=suggestion_id,
-            prompt_token_ids=prompt.token_ids,
+            prompt_token_ids=prompt_ids,
             max_tokens=max_tokens,
             temperature=request.limits.temperature,
-            stop=() if multi else ("\n",),
+            stop=self._template.stop if multi else (*self._template.stop, "\n"),
         )
         prompt_built = time.perf_counter()
         first_output: float | None = None
@@ -141,7 +149,7 @@ class CompletionService:
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
             metrics.COMPLETION_TOKENS.inc(tokens)
-            metrics.PROMPT_TOKENS.inc(len(prompt.token_ids))
+            metrics.PROMPT_TOKENS.inc(len(prompt_ids))
             if outcome == "cancelled":
                 metrics.ENGINE_ABORTS.labels("client_cancelled").inc()
             metrics.COMPLETIONS.labels(mode_name, outcome).inc()
@@ -172,7 +180,7 @@ class CompletionService:
             done=pb.CompletionDone(
                 suggestion_id=suggestion_id,
                 text=text,
-                prompt_tokens=len(prompt.token_ids),
+                prompt_tokens=len(prompt_ids),
                 completion_tokens=tokens,
                 finish_reason=finish_reason,
                 model=self._engine.model_name,

@@ -49,6 +49,9 @@ class CompletionConfig:
     # Tokens of the document kept in the prompt; the rest of the context window is left for
     # the generated tokens.
     max_prompt_tokens: int = 2048
+    # Fill-in-the-middle template: "auto" (from the model), "none" (prefix-only) or a name in
+    # serving/fim.py (starcoder, qwen2.5-coder, deepseek-coder, codellama, codestral).
+    fim_template: str = "auto"
 
 
 @dataclass

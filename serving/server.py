@@ -25,6 +25,7 @@ from serving.config import ServingConfig
 from serving.engine.base import Engine
 from serving.errors import EngineNotReadyError, ErrorInterceptor
 from serving.events import EventRecorder
+from serving.fim import choose_template
 from serving.suggestions import SuggestionRegistry
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,15 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self._events = EventRecorder(self._suggestions)
 
     def attach_engine(self, engine: Engine) -> None:
-        self._completion = CompletionService(engine, self._config.completion, self._suggestions)
+        template = choose_template(
+            self._config.completion.fim_template,
+            self._config.engine.model,
+            self._config.engine.served_model_name or "",
+        )
+        logger.info("prompt template: %s", template.name)
+        self._completion = CompletionService(
+            engine, self._config.completion, self._suggestions, template
+        )
 
     async def Complete(  # noqa: N802 - the gRPC method name
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext

@@ -75,7 +75,7 @@ async def _run(args: argparse.Namespace) -> int:
             EngineConfig(model=model, dtype="float32" if bundled else "auto"),
         )
         client = await _start_lsp_client(serving.address, args.max_tokens)
-        figures = await _measure(engine, serving.address, client, args)
+        figures = await _measure(engine, model, serving.address, client, args)
     finally:
         if client is not None:
             await client.stop()
@@ -117,7 +117,7 @@ async def _start_lsp_client(address: str, max_tokens: int) -> Any:
 
 
 async def _measure(
-    engine: Any, address: str, client: Any, args: argparse.Namespace
+    engine: Any, engine_model: str, address: str, client: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
     import grpc
 
@@ -125,10 +125,14 @@ async def _measure(
     from quill.v1 import quill_pb2_grpc
     from serving.config import CompletionConfig
     from serving.engine.base import GenerationRequest
-    from serving.prompt import build_prefix_prompt, prompt_token_budget
+    from serving.fim import choose_template
+    from serving.postprocess import split_trailing_indent
+    from serving.prompt import prompt_token_budget
 
     config = CompletionConfig()
     budget = prompt_token_budget(engine.max_model_len, args.max_tokens, config.max_prompt_tokens)
+    # Exactly the prompt serving builds for the same request.
+    template = choose_template(config.fim_template, engine_model)
     samples: dict[str, list[float]] = {"engine": [], "grpc": [], "lsp": []}
     paired: dict[str, list[float]] = {"grpc": [], "lsp": []}
     mismatches: list[str] = []
@@ -138,12 +142,14 @@ async def _measure(
     bench_file = Path.cwd() / "quill_bench_latency.py"
 
     async def via_engine(prefix: str, request_id: str) -> tuple[float, str, int]:
-        prompt = build_prefix_prompt(prefix, engine.encode, budget)
+        prompt_ids, _ = template.token_ids(
+            split_trailing_indent(prefix)[0], "", engine.encode, budget
+        )
         request = GenerationRequest(
             request_id=request_id,
-            prompt_token_ids=prompt.token_ids,
+            prompt_token_ids=prompt_ids,
             max_tokens=args.max_tokens,
-            stop=("\n",),
+            stop=(*template.stop, "\n"),
         )
         started = time.perf_counter()
         text, tokens = "", 0

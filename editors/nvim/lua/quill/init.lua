@@ -1,0 +1,273 @@
+-- Quill for Neovim: registers `quill lsp` and turns on Neovim's native inline completion
+-- (ghost text). Needs Neovim 0.12 (`vim.lsp.config`, `vim.lsp.enable`,
+-- `vim.lsp.inline_completion`). See `:help quill`.
+
+local M = {}
+
+M.name = "quill"
+
+local defaults = {
+  cmd = { "quill", "lsp" },
+  filetypes = {
+    "python",
+    "lua",
+    "javascript",
+    "javascriptreact",
+    "typescript",
+    "typescriptreact",
+    "go",
+    "rust",
+    "c",
+    "cpp",
+    "java",
+    "sh",
+  },
+  root_markers = { ".git", "pyproject.toml", "package.json", "go.mod", "Cargo.toml" },
+  serving_address = nil, -- nil: the server's default (127.0.0.1:50051 or $QUILL_SERVING_ADDRESS)
+  completion_mode = "auto", -- "auto" | "single" | "multi"
+  settings = {}, -- more initializationOptions, camelCase (maxTokens, requestTimeoutS, ...)
+  inline_completion = true, -- call vim.lsp.inline_completion.enable(true)
+  keymaps = {
+    accept = "<Tab>", -- insert mode; a plain <Tab> when no suggestion is shown
+    next = "<M-]>", -- cycle to the next suggestion
+    prev = false, -- cycle back, e.g. "<M-[>"
+  },
+}
+
+M.defaults = defaults
+
+--- The options in effect after setup() (read by :checkhealth quill).
+M.config = nil
+--- Why setup() refused to start, if it did (read by :checkhealth quill).
+M.setup_error = nil
+--- The command of a language server that exited with an error this session.
+M.exited_cmd = nil
+
+local notified = {}
+
+--- One message per distinct key for the whole session: setup() may run again (plugin
+--- managers, re-sourced configs) and must never repeat the same complaint.
+local function notify_once(key, msg, level)
+  if notified[key] then
+    return
+  end
+  notified[key] = true
+  vim.notify("quill: " .. msg, level or vim.log.levels.ERROR)
+end
+
+--- The Neovim APIs Quill needs, or nil and a reason.
+local function native_api()
+  local ok_config, has_config = pcall(function()
+    return vim.lsp ~= nil and vim.lsp.config ~= nil and type(vim.lsp.enable) == "function"
+  end)
+  if not ok_config or not has_config then
+    return nil, "vim.lsp.config / vim.lsp.enable are missing"
+  end
+  local ok_ic, ic = pcall(require, "vim.lsp.inline_completion")
+  if
+    not ok_ic
+    or type(ic) ~= "table"
+    or type(ic.enable) ~= "function"
+    or type(ic.get) ~= "function"
+  then
+    return nil, "vim.lsp.inline_completion is missing"
+  end
+  return ic
+end
+
+local function version_string()
+  local ok, v = pcall(vim.version)
+  if ok and type(v) == "table" then
+    return string.format("%d.%d.%d", v.major or 0, v.minor or 0, v.patch or 0)
+  end
+  return "unknown"
+end
+
+local function merge(opts)
+  opts = opts or {}
+  local config = vim.deepcopy(defaults)
+  for key, value in pairs(opts) do
+    if key == "keymaps" and type(value) == "table" then
+      for name, lhs in pairs(value) do
+        config.keymaps[name] = lhs
+      end
+    else
+      config[key] = value
+    end
+  end
+  return config
+end
+
+local function init_options(config)
+  local options = {}
+  for key, value in pairs(config.settings or {}) do
+    options[key] = value
+  end
+  if config.serving_address then
+    options.servingAddress = config.serving_address
+  end
+  if config.completion_mode then
+    options.completionMode = config.completion_mode
+  end
+  return options
+end
+
+--- The quill clients, those attached to {bufnr} when given.
+function M.clients(bufnr)
+  local ok, clients = pcall(vim.lsp.get_clients, { name = M.name, bufnr = bufnr })
+  return ok and clients or {}
+end
+
+--- Runs the server command `quill.stats`; calls {callback}(err, result) with
+--- result = {shown, accepted, acceptedChars, servingAvailable}.
+function M.stats(callback)
+  local client = M.clients(vim.api.nvim_get_current_buf())[1] or M.clients()[1]
+  if not client then
+    callback("no quill language server is running (see :checkhealth quill)", nil)
+    return
+  end
+  local params = { command = "quill.stats", arguments = {} }
+  client:request("workspace/executeCommand", params, function(err, result)
+    if err then
+      callback(err.message or vim.inspect(err), nil)
+    else
+      callback(nil, result)
+    end
+  end, vim.api.nvim_get_current_buf())
+end
+
+local function show_stats()
+  M.stats(function(err, result)
+    if err then
+      vim.notify("quill: " .. err, vim.log.levels.WARN)
+      return
+    end
+    vim.notify(
+      string.format(
+        "quill: shown %d, accepted %d (%d chars), serving %s",
+        result.shown or 0,
+        result.accepted or 0,
+        result.acceptedChars or 0,
+        result.servingAvailable and "available" or "unavailable"
+      ),
+      vim.log.levels.INFO
+    )
+  end)
+end
+
+local function set_keymaps(bufnr, ic, keymaps)
+  if keymaps.accept then
+    vim.keymap.set("i", keymaps.accept, function()
+      if not ic.get({ bufnr = bufnr }) then
+        return vim.keycode(keymaps.accept)
+      end
+      return ""
+    end, {
+      buffer = bufnr,
+      expr = true,
+      replace_keycodes = false,
+      desc = "Quill: accept the suggestion",
+    })
+  end
+  if keymaps.next then
+    vim.keymap.set("i", keymaps.next, function()
+      ic.select({ bufnr = bufnr, count = 1 })
+    end, { buffer = bufnr, desc = "Quill: next suggestion" })
+  end
+  if keymaps.prev then
+    vim.keymap.set("i", keymaps.prev, function()
+      ic.select({ bufnr = bufnr, count = -1 })
+    end, { buffer = bufnr, desc = "Quill: previous suggestion" })
+  end
+end
+
+--- A server that dies (bad command, crash) is reported once and not restarted for every
+--- buffer opened afterwards: Quill is disabled for the rest of the session.
+local function on_exit(code, signal)
+  if code == 0 and (signal == 0 or signal == 15) then
+    return
+  end
+  M.exited_cmd = M.config and M.config.cmd
+  vim.schedule(function()
+    pcall(vim.lsp.enable, M.name, false)
+    notify_once(
+      "exit",
+      string.format(
+        "the language server exited (code %s, signal %s); Quill is off for this session. "
+          .. "Check the command with :checkhealth quill",
+        tostring(code),
+        tostring(signal)
+      ),
+      vim.log.levels.ERROR
+    )
+  end)
+end
+
+function M.setup(opts)
+  local ic, why = native_api()
+  if not ic then
+    M.setup_error = why
+    notify_once(
+      "version",
+      string.format(
+        "needs Neovim 0.12 or newer (this is %s: %s); Quill is not started",
+        version_string(),
+        why
+      )
+    )
+    return M
+  end
+
+  local config = merge(opts)
+  if M.exited_cmd ~= nil and vim.deep_equal(M.exited_cmd, config.cmd) then
+    -- The same command already died this session (reported once); do not start it again.
+    return M
+  end
+  M.config = config
+  M.setup_error = nil
+
+  if type(config.cmd) == "table" then
+    local exe = config.cmd[1]
+    if type(exe) ~= "string" or vim.fn.executable(exe) ~= 1 then
+      M.setup_error = string.format("language server command not found: %s", tostring(exe))
+      notify_once(
+        "cmd",
+        M.setup_error
+          .. " (install Quill or pass cmd to require('quill').setup; :checkhealth quill)"
+      )
+      return M
+    end
+  end
+
+  vim.lsp.config(M.name, {
+    cmd = config.cmd,
+    filetypes = config.filetypes,
+    root_markers = config.root_markers,
+    init_options = init_options(config),
+    on_exit = on_exit,
+  })
+
+  local group = vim.api.nvim_create_augroup("quill", { clear = true })
+  vim.api.nvim_create_autocmd("LspAttach", {
+    group = group,
+    callback = function(args)
+      local client = vim.lsp.get_client_by_id(args.data and args.data.client_id)
+      if client and client.name == M.name then
+        set_keymaps(args.buf, ic, config.keymaps or {})
+      end
+    end,
+  })
+
+  vim.api.nvim_create_user_command("QuillStats", show_stats, {
+    desc = "Quill: suggestions shown and accepted in this session",
+    force = true,
+  })
+
+  if config.inline_completion then
+    ic.enable(true)
+  end
+  vim.lsp.enable(M.name)
+  return M
+end
+
+return M

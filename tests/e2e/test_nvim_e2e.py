@@ -1,0 +1,186 @@
+"""The Neovim plugin (editors/nvim) end to end in a real headless Neovim 0.12.
+
+The driver tests/data/nvim/init.lua loads the plugin, opens files, types, and writes what it saw
+as JSON; these tests read that file and assert on it. The completion test goes through the real
+`quill lsp` and the real serving process on the real model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quill.launcher import ServingProcess
+from tests.conftest import ROOT, lsp_command
+
+pytestmark = pytest.mark.e2e
+
+NVIM = Path(sys.executable).parent / "nvim"
+PLUGIN_DIR = ROOT / "editors" / "nvim"
+DRIVER = ROOT / "tests" / "data" / "nvim" / "init.lua"
+SOURCE = "def add(a, b):\n    return a +\n"
+NVIM_TIMEOUT_S = 120
+
+needs_nvim = pytest.mark.skipif(not NVIM.exists(), reason=f"no nvim next to python: {NVIM}")
+
+
+def run_nvim(tmp_path: Path, scenario: str, setup: dict[str, Any], files: list[Path]) -> dict:
+    out = tmp_path / f"{scenario}.json"
+    params = {
+        "plugin_dir": str(PLUGIN_DIR),
+        "scenario": scenario,
+        "setup": setup,
+        "files": [str(f) for f in files],
+        "out": str(out),
+    }
+    env = os.environ.copy()
+    env["QUILL_NVIM_PARAMS"] = json.dumps(params)
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        env[name] = str(tmp_path / name.lower())
+    argv = [str(NVIM), "--headless", "--clean", "-u", str(DRIVER)]
+    # Its own session, so a timeout kills nvim and the language server it started.
+    process = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=NVIM_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"nvim did not finish in {NVIM_TIMEOUT_S} s; output:\n{output.decode()}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, f"nvim exited with {process.returncode}:\n{text}"
+    assert out.exists(), f"nvim wrote no observations:\n{text}"
+    observations = json.loads(out.read_text())
+    assert observations["error"] is None, f"{observations['error']}\nnvim output:\n{text}"
+    return observations
+
+
+def python_files(tmp_path: Path, count: int) -> list[Path]:
+    files = []
+    for i in range(count):
+        path = tmp_path / f"sample_{i}.py"
+        path.write_text(SOURCE)
+        files.append(path)
+    return files
+
+
+@needs_nvim
+def test_ghost_text_is_shown_accepted_and_counted(
+    real_serving: ServingProcess, tmp_path: Path
+) -> None:
+    setup = {"cmd": lsp_command(), "serving_address": real_serving.address}
+    obs = run_nvim(tmp_path, "complete", setup, python_files(tmp_path, 1))
+
+    assert obs["filetype"] == "python"
+    assert obs["inline_completion_enabled"] is True
+    assert obs["accept_map"]["buffer"] == 1 and obs["next_map"]["buffer"] == 1
+    assert obs["stats_before"]["accepted"] == 0
+    assert obs["stats_before"]["servingAvailable"] is True
+
+    before = obs["lines_before"]
+    assert before == SOURCE.split("\n")[:-1]
+    ghost = obs["ghost"]["lines"]
+    suggestion = "\n".join(ghost)
+    assert suggestion.strip(), f"empty ghost text: {ghost!r}"
+    # The ghost text sits at the end of the last line, where insert mode started.
+    assert (obs["ghost"]["row"], obs["ghost"]["col"]) == (len(before) - 1, len(before[-1]))
+
+    # <M-]> cycled through the one item: the same text, now with its index.
+    cycled = obs["cycled"]["lines"]
+    assert cycled[:-1] == ghost[:-1] and cycled[-1] == ghost[-1] + " (1/1)", cycled
+
+    # Accepting inserted exactly the ghost text at the cursor.
+    expected = before[:-1] + (before[-1] + suggestion).split("\n")
+    assert obs["lines_after"] == expected
+    assert obs["cursor_after"] == [len(expected), len(expected[-1])]
+
+    # The item's command reached the server: accepted went 0 -> 1 with the inserted length.
+    stats = obs["stats_after"]
+    assert stats["accepted"] == 1, stats
+    assert stats["acceptedChars"] == len(suggestion)
+    assert stats["shown"] >= 1
+
+    # With no suggestion shown, <Tab> inserted whitespace and accepted nothing.
+    fallback_before, fallback_after = obs["fallback_before"], obs["fallback_after"]
+    assert fallback_after.startswith(fallback_before)
+    added = fallback_after[len(fallback_before) :]
+    assert added and not added.strip(), repr(added)
+    assert obs["stats_final"]["accepted"] == 1
+
+    assert "accepted 1" in obs["quill_stats_message"], obs["quill_stats_message"]
+
+    health = "\n".join(obs["health"])
+    assert "ERROR" not in health, health
+    assert "serving is available" in health, health
+    assert "attached to:" in health, health
+
+    # Nothing went wrong on the way: no error messages at all.
+    errors = [n for n in obs["notifications"] if n["level"] >= 3]
+    assert errors == [], errors
+
+
+@needs_nvim
+def test_missing_server_command_gives_one_message(tmp_path: Path) -> None:
+    setup = {"cmd": ["/nonexistent/quill", "lsp"]}
+    obs = run_nvim(tmp_path, "broken", setup, python_files(tmp_path, 3))
+
+    assert obs["clients"] == 0
+    assert len(obs["notifications"]) == 1, obs["notifications"]
+    message = obs["notifications"][0]
+    assert message["level"] == 4  # vim.log.levels.ERROR
+    assert "/nonexistent/quill" in message["msg"]
+    assert "checkhealth quill" in message["msg"]
+    # No Lua errors or other messages besides it.
+    assert obs["messages"].strip() == message["msg"], obs["messages"]
+
+
+@needs_nvim
+def test_crashing_server_is_reported_once_and_not_restarted(tmp_path: Path) -> None:
+    setup = {"cmd": [sys.executable, "-c", "import sys; sys.exit(3)"]}
+    obs = run_nvim(tmp_path, "broken", setup, python_files(tmp_path, 3))
+
+    # Three Python buffers were opened and setup() ran twice, yet the server was started (and
+    # died) once: Neovim's own "quit with exit code 3" and Quill's one message, nothing more.
+    messages = [n["msg"] for n in obs["notifications"]]
+    ours = [m for m in messages if m.startswith("quill:")]
+    neovims = [m for m in messages if "quit with exit code 3" in m]
+    assert len(ours) == 1, messages
+    assert "exited (code 3" in ours[0] and "checkhealth quill" in ours[0]
+    assert len(neovims) == 1, messages
+    assert len(messages) == 2, messages
+    assert obs["clients"] == 0
+    assert "E5108" not in obs["messages"] and "stack traceback" not in obs["messages"]
+
+
+@needs_nvim
+def test_old_neovim_gets_one_message(tmp_path: Path) -> None:
+    setup = {"cmd": lsp_command()}
+    obs = run_nvim(tmp_path, "old", setup, python_files(tmp_path, 2))
+
+    assert len(obs["notifications"]) == 1, obs["notifications"]
+    message = obs["notifications"][0]
+    assert message["level"] == 4
+    assert "needs Neovim 0.12" in message["msg"]
+    assert "inline_completion" in message["msg"]
+    assert obs["messages"].strip() == message["msg"], obs["messages"]
+    # Nothing was registered or started.
+    assert obs["clients"] == 0
+    assert obs["has_quill_stats"] is False
