@@ -46,12 +46,15 @@ def register(server: QuillLanguageServer) -> None:
         if suggestion_id is None:
             logger.warning("%s without a suggestion id; ignored", ACCEPT_COMMAND)
             return
-        suggestion = ls.telemetry.accepted(suggestion_id)
+        # The length of what was inserted: less than the suggestion after type-ahead.
+        length = args[1] if len(args) > 1 and isinstance(args[1], int) else None
+        suggestion = ls.telemetry.accepted(suggestion_id, length)
         if suggestion is None:
             logger.info("accept for an unknown or already resolved suggestion; ignored")
             return
         ls.accepted_count += 1
-        ls.accepted_chars += len(suggestion.text)
+        ls.accepted_chars += suggestion.accepted_chars
+        ls.typeahead.forget(suggestion.uri)
         logger.info("suggestion %s accepted", suggestion_id)
 
     @server.feature(DID_SHOW)
@@ -77,4 +80,6 @@ def register(server: QuillLanguageServer) -> None:
             "servingAvailable": ls.serving is not None and ls.serving.available,
             "eventsDelivered": ls.telemetry.delivered_total,
             "eventsDropped": ls.telemetry.dropped_total,
+            "typeAheadHits": ls.typeahead.hits,
+            "superseded": ls.superseded_count,
         }

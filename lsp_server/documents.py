@@ -23,6 +23,8 @@ class CursorContext:
     # Text of the cursor's line before and after the cursor.
     line_before: str
     line_after: str
+    # Cursor offset in the document, in characters.
+    offset: int
 
 
 def cursor_context(
@@ -67,4 +69,5 @@ def cursor_context(
         suffix=suffix[:max_suffix_chars],
         line_before=prefix[line_start:],
         line_after=suffix if line_end < 0 else suffix[:line_end],
+        offset=offset,
     )

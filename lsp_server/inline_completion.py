@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -18,6 +19,7 @@ from lsp_server.documents import (
     cursor_context,
 )
 from lsp_server.server import QuillLanguageServer
+from lsp_server.serving_client import Completion
 from quill.v1 import quill_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,10 @@ def register(server: QuillLanguageServer) -> None:
             logger.info("no completion for %s: %s", uri, error)
             return _EMPTY
 
+        hit = ls.typeahead.lookup(uri, context.offset, context.prefix)
+        if hit is not None:
+            return _items(params.position, hit.suggestion_id, hit.remaining)
+
         request = pb.CompleteRequest(
             workspace_id=workspace_id(ls),
             file_path=relative_path(ls, uri),
@@ -90,24 +96,53 @@ def register(server: QuillLanguageServer) -> None:
             limits=pb.CompletionLimits(max_tokens=settings.max_tokens),
         )
         started = time.perf_counter()
-        completion = await ls.serving_client().complete(request, settings.request_timeout_s)
+
+        async def ask_serving() -> Completion | None:
+            if settings.debounce_ms:
+                await asyncio.sleep(settings.debounce_ms / 1e3)
+            return await ls.serving_client().complete(request, settings.request_timeout_s)
+
+        # A newer request for the same document supersedes this one: its RPC is cancelled,
+        # which aborts the engine request, and this one answers with nothing.
+        previous = ls.inflight.get(uri)
+        if previous is not None and not previous.done():
+            previous.cancel()
+            ls.superseded_count += 1
+        call = asyncio.ensure_future(ask_serving())
+        ls.inflight[uri] = call
+        try:
+            completion = await call
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the client cancelled this request itself ($/cancelRequest)
+            return _EMPTY
+        finally:
+            if ls.inflight.get(uri) is call:
+                del ls.inflight[uri]
         if completion is None or not completion.text:
             return _EMPTY
+        suggestion_id = completion.done.suggestion_id
         ls.shown_count += 1
         ls.telemetry.returned(
-            completion.done.suggestion_id,
+            suggestion_id,
             uri,
             completion.text,
             document.language_id or "",
             time.perf_counter() - started,
         )
-        item = types.InlineCompletionItem(
-            insert_text=completion.text,
-            range=types.Range(start=params.position, end=params.position),
-            command=types.Command(
-                title="Accept Quill suggestion",
-                command=ACCEPT_COMMAND,
-                arguments=[completion.done.suggestion_id, len(completion.text)],
-            ),
-        )
-        return types.InlineCompletionList(items=[item])
+        ls.typeahead.remember(uri, context.offset, context.prefix, suggestion_id, completion.text)
+        return _items(params.position, suggestion_id, completion.text)
+
+
+def _items(position: types.Position, suggestion_id: str, text: str) -> types.InlineCompletionList:
+    item = types.InlineCompletionItem(
+        insert_text=text,
+        range=types.Range(start=position, end=position),
+        command=types.Command(
+            title="Accept Quill suggestion",
+            command=ACCEPT_COMMAND,
+            arguments=[suggestion_id, len(text)],
+        ),
+    )
+    return types.InlineCompletionList(items=[item])

@@ -7,6 +7,7 @@ so an editor gets a ready server in well under a second.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from pygls.protocol import LanguageServerProtocol
 from lsp_server.serving_client import ServingClient
 from lsp_server.settings import Settings, parse_settings
 from lsp_server.telemetry import Telemetry
+from lsp_server.typeahead import TypeAheadCache
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,10 @@ class QuillLanguageServer(LanguageServer):
         self.pinned_settings: dict[str, Any] = {}
         self.serving: ServingClient | None = None
         self.telemetry = Telemetry(self._send_events)
+        self.typeahead = TypeAheadCache()
+        # The serving call in flight per document, so a newer request can supersede it.
+        self.inflight: dict[str, asyncio.Future[Any]] = {}
+        self.superseded_count = 0
         self.accepted_count = 0
         self.accepted_chars = 0
         self.shown_count = 0

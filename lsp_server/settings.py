@@ -34,6 +34,10 @@ class Settings:
     max_suffix_chars: int = 4_000
     # Deadline of one completion RPC, in seconds.
     request_timeout_s: float = 10.0
+    # Wait this long after a request before asking serving; a newer request for the same
+    # document in the meantime replaces it without a model call. 0: editors debounce already
+    # (Neovim waits 200 ms, VS Code has its own delay).
+    debounce_ms: int = 0
 
 
 def _camel(name: str) -> str:
@@ -70,7 +74,13 @@ def parse_settings(options: Any) -> tuple[Settings, list[str]]:
     if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", settings.serving_address):
         problems.append(f"servingAddress {settings.serving_address!r} is not host:port")
         settings.serving_address = envs.serving_address()
-    for name in ("max_tokens", "max_document_bytes", "max_prefix_chars", "max_suffix_chars"):
+    for name in (
+        "max_tokens",
+        "max_document_bytes",
+        "max_prefix_chars",
+        "max_suffix_chars",
+        "debounce_ms",
+    ):
         if getattr(settings, name) < 0:
             problems.append(f"{_camel(name)} must not be negative")
             setattr(settings, name, getattr(Settings(), name))

@@ -99,17 +99,19 @@ class Telemetry:
         if suggestion is not None:
             self._shown(suggestion_id, suggestion.latency_s)
 
-    def accepted(self, suggestion_id: str) -> ShownSuggestion | None:
+    def accepted(self, suggestion_id: str, inserted: int | None = None) -> ShownSuggestion | None:
+        """The user accepted the suggestion; `inserted` characters of it went in by the accept
+        (fewer than its length when the user had typed its beginning)."""
         suggestion = self._suggestions.get(suggestion_id)
         if suggestion is None or suggestion.resolved:
             return None
         suggestion.resolved = True
-        suggestion.accepted_chars = len(suggestion.text)
+        length = len(suggestion.text)
+        chars = length if inserted is None else max(0, min(inserted, length))
+        suggestion.accepted_chars = chars
         self._enqueue(
             pb.SuggestionEvent(
-                suggestion_id=suggestion_id,
-                kind=pb.SUGGESTION_EVENT_KIND_ACCEPTED,
-                chars=len(suggestion.text),
+                suggestion_id=suggestion_id, kind=pb.SUGGESTION_EVENT_KIND_ACCEPTED, chars=chars
             )
         )
         return suggestion

@@ -73,7 +73,12 @@ class EventRecorder:
             whole = kind == pb.SUGGESTION_EVENT_KIND_ACCEPTED
             if event.chars > record.length:
                 metrics.EVENTS_REJECTED.labels("clamped").inc()
-            target = record.length if whole else min(event.chars, record.length)
+            if whole:
+                # The accept inserted `chars` (the rest after any type-ahead; 0 means all).
+                inserted = event.chars or record.length
+                target = min(record.length, record.accepted_chars + inserted)
+            else:  # cumulative accepted length, as Copilot's partial accept reports it
+                target = min(event.chars, record.length)
             added = target - record.accepted_chars
             if added <= 0:
                 return "duplicate"

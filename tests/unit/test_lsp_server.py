@@ -380,3 +380,70 @@ async def test_a_slow_request_times_out_without_declaring_an_outage(client: Lang
     assert stats["servingAvailable"] is True
     assert not [m for m in client.messages if "unavailable" in m.message]
     assert engine.aborted  # the deadline cancelled the engine request too
+
+
+def _type(client: LanguageClient, text: str, line: int, character: int, version: int) -> None:
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line, character), end=types.Position(line, character)
+                    ),
+                    text=text,
+                )
+            ],
+        )
+    )
+
+
+async def test_type_ahead_is_answered_without_the_model(client: LanguageClient) -> None:
+    engine = ScriptedEngine(chunks=["foo(bar)"])
+    async with in_process_serving(engine) as address:
+        await _initialize(client, servingAddress=address)
+        _open(client, "x = ")
+        first = (await _complete(client, 0, 4)).items[0]
+        assert first.insert_text == "foo(bar)"
+        _type(client, "fo", 0, 4, 2)  # the user types what the suggestion shows
+        second = (await _complete(client, 0, 6)).items[0]
+        assert second.insert_text == "o(bar)"
+        assert second.command.arguments[0] == first.command.arguments[0]  # same suggestion
+        assert len(engine.requests) == 1  # no new model call
+        _type(client, "x", 0, 6, 3)  # typing something else: back to the model
+        await _complete(client, 0, 7)
+        assert len(engine.requests) == 2
+        stats = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="quill.stats", arguments=[])
+        )
+    assert stats["typeAheadHits"] == 1
+
+
+async def test_newer_request_supersedes_the_one_in_flight(client: LanguageClient) -> None:
+    engine = ScriptedEngine(chunks=["x"] * 100, step_delay_s=0.03)
+    async with in_process_serving(engine) as address:
+        await _initialize(client, servingAddress=address, maxTokens=100)
+        _open(client, "s = '")
+        older = asyncio.ensure_future(_complete(client, 0, 5))
+        while not engine.steps_generated:
+            await asyncio.sleep(0.01)
+        _type(client, "a", 0, 5, 2)
+        newer = asyncio.ensure_future(_complete(client, 0, 6))
+        assert (await older).items == ()  # superseded: answered with nothing
+        await newer
+    assert engine.aborted[0] == engine.requests[0].request_id
+    assert len(engine.requests) == 2
+
+
+async def test_debounce_skips_the_model_for_superseded_keystrokes(client: LanguageClient) -> None:
+    engine = ScriptedEngine(chunks=["1"])
+    async with in_process_serving(engine) as address:
+        await _initialize(client, servingAddress=address, debounceMs=300)
+        _open(client, "x = ")
+        first = asyncio.ensure_future(_complete(client, 0, 4))
+        await asyncio.sleep(0.05)
+        _type(client, "4", 0, 4, 2)
+        second = asyncio.ensure_future(_complete(client, 0, 5))
+        assert (await first).items == ()
+        assert (await second).items[0].insert_text == "1"
+    assert len(engine.requests) == 1  # the first keystroke never reached the engine

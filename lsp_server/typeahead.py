@@ -1,0 +1,54 @@
+"""Serve keystrokes that follow the shown suggestion from that suggestion, without the model.
+
+When the user types exactly what the last suggestion for a document proposed, the rest of that
+suggestion is still the answer: it comes back at once, under the same suggestion id, so
+acceptance is attributed to the suggestion the model made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Characters of text before the cursor compared to recognise "the same place, plus typing".
+_ANCHOR_CHARS = 256
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    suggestion_id: str
+    offset: int  # cursor offset in the document when the suggestion was made
+    anchor: str  # the text just before that cursor
+    text: str
+
+
+@dataclass(frozen=True)
+class TypeAheadHit:
+    suggestion_id: str
+    remaining: str
+
+
+class TypeAheadCache:
+    def __init__(self) -> None:
+        self._by_uri: dict[str, _Remembered] = {}
+        self.hits = 0
+
+    def remember(self, uri: str, offset: int, prefix: str, suggestion_id: str, text: str) -> None:
+        self._by_uri[uri] = _Remembered(suggestion_id, offset, prefix[-_ANCHOR_CHARS:], text)
+
+    def forget(self, uri: str) -> None:
+        self._by_uri.pop(uri, None)
+
+    def lookup(self, uri: str, offset: int, prefix: str) -> TypeAheadHit | None:
+        """`prefix` is (at least the tail of) the text before the cursor at `offset`."""
+        last = self._by_uri.get(uri)
+        if last is None:
+            return None
+        typed_len = offset - last.offset
+        if not 0 < typed_len < len(last.text) or typed_len > len(prefix):
+            return None
+        typed = prefix[len(prefix) - typed_len :]
+        before = prefix[: len(prefix) - typed_len]
+        if not last.text.startswith(typed) or not before.endswith(last.anchor[-len(before) :]):
+            return None
+        self.hits += 1
+        return TypeAheadHit(last.suggestion_id, last.text[typed_len:])
