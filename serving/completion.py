@@ -24,6 +24,8 @@ from serving.postprocess import (
     finish_single_line,
     multi_line_block_end,
     split_trailing_indent,
+    suffix_overlap_start,
+    trim_suffix_overlap,
     visible_text,
 )
 from serving.prompt import prompt_token_budget
@@ -124,6 +126,9 @@ class CompletionService:
                 raw = seen
                 if multi:
                     end = multi_line_block_end(raw, line_prefix)
+                    overlap = suffix_overlap_start(raw, request.suffix)
+                    if overlap is not None and (end is None or overlap < end):
+                        end = overlap
                     if end is not None:
                         # The block is complete: stop generating (closing the stream aborts it).
                         raw = raw[:end]
@@ -156,7 +161,7 @@ class CompletionService:
 
         decoded = time.perf_counter()
         if multi:
-            text = finish_multi_line(raw, line_prefix)
+            text = trim_suffix_overlap(finish_multi_line(raw, line_prefix), request.suffix)
         else:
             text = finish_single_line(raw, line_suffix)
         if len(text) < len(raw.rstrip()) and finish_reason != "truncated":

@@ -109,3 +109,30 @@ def visible_text(generated: str, indent: str) -> tuple[str | None, bool]:
     if code.startswith(indent):
         return code[len(indent) :], False
     return "", True
+
+
+def suffix_overlap_start(text: str, suffix: str, complete_lines_only: bool = True) -> int | None:
+    """Index of the newline before the first line of `text` (after its first) that repeats the
+    first non-blank line of the suffix, or None.
+
+    Models without fill-in-the-middle do not see the suffix and happily write the next lines of
+    the file again; that line marks where the suggestion must stop. While streaming, only lines
+    that are complete (followed by a newline) are judged.
+    """
+    anchor = next((line.strip() for line in suffix.split("\n") if line.strip()), "")
+    if not anchor:
+        return None
+    lines = text.split("\n")
+    if complete_lines_only:
+        lines = lines[:-1]
+    position = len(lines[0]) if lines else 0
+    for line in lines[1:]:
+        if line.strip() == anchor:
+            return position
+        position += len(line) + 1
+    return None
+
+
+def trim_suffix_overlap(text: str, suffix: str) -> str:
+    start = suffix_overlap_start(text, suffix, complete_lines_only=False)
+    return text if start is None else text[:start].rstrip()

@@ -62,3 +62,15 @@ def test_visible_text() -> None:
     assert visible_text("\n\n    return", "    ") == ("return", False)
     assert visible_text("print()", "    ") == ("", True)
     assert visible_text("anything", "") == ("anything", False)
+
+
+def test_suffix_overlap_is_trimmed() -> None:
+    from serving.postprocess import trim_suffix_overlap
+
+    text = "\n    total = 0\n    for x in xs:\n        total += x\n    return total"
+    suffix = "\n    return total\n"
+    assert (
+        trim_suffix_overlap(text, suffix) == "\n    total = 0\n    for x in xs:\n        total += x"
+    )
+    assert trim_suffix_overlap(text, "") == text
+    assert trim_suffix_overlap("return total", "return total") == "return total"  # first line
