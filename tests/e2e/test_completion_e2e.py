@@ -36,7 +36,8 @@ async def _lsp_complete(client: LanguageClient, address: str, text: str, **optio
         types.InitializeParams(
             capabilities=types.ClientCapabilities(),
             root_uri=ROOT.as_uri(),
-            initialization_options={"servingAddress": address, **options},
+            # A loaded CI machine may take seconds per multi-line suggestion.
+            initialization_options={"servingAddress": address, "requestTimeoutS": 120, **options},
         )
     )
     client.text_document_did_open(

@@ -86,7 +86,12 @@ def python_files(tmp_path: Path, count: int) -> list[Path]:
 def test_ghost_text_is_shown_accepted_and_counted(
     real_serving: ServingProcess, tmp_path: Path
 ) -> None:
-    setup = {"cmd": lsp_command(), "serving_address": real_serving.address}
+    setup = {
+        "cmd": lsp_command(),
+        "serving_address": real_serving.address,
+        # A loaded CI machine may take seconds per suggestion.
+        "settings": {"requestTimeoutS": 120},
+    }
     obs = run_nvim(tmp_path, "complete", setup, python_files(tmp_path, 1))
 
     assert obs["filetype"] == "python"

@@ -97,7 +97,7 @@ async def test_prometheus_records_exact_acceptance(
         types.InitializeParams(
             capabilities=types.ClientCapabilities(),
             root_uri=ROOT.as_uri(),
-            initialization_options={"servingAddress": real_serving.address},
+            initialization_options={"servingAddress": real_serving.address, "requestTimeoutS": 120},
         )
     )
     language = "go"  # a label no other test uses, so this test's counts stand alone
