@@ -186,6 +186,7 @@ def _add_complete(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--root", type=Path, default=None, help="workspace root (default: current folder)"
     )
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the model")
     p.set_defaults(func=_cmd_complete)
 
 
@@ -198,7 +199,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as error:
         logger.error("cannot read %s: %s", path, error)
         return 2
-    options: dict[str, Any] = {"completionMode": args.mode}
+    options: dict[str, Any] = {"completionMode": args.mode, "requestTimeoutS": args.timeout}
     if args.address:
         options["servingAddress"] = args.address
 

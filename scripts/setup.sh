@@ -116,14 +116,20 @@ cmd_stop() {
 }
 
 install_system_packages() {
-  # Debian's Prometheus (promtool checks the ops/ rules; a real Prometheus scrapes serving in
-  # the end-to-end tests).
-  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-    log "installing Debian's prometheus"
+  # Debian packages the tests use: Prometheus (promtool checks ops/; a real Prometheus scrapes
+  # serving), Chromium and what code-server needs to build (VS Code end-to-end test).
+  local wanted=(prometheus chromium ripgrep build-essential pkg-config libkrb5-dev) missing=()
+  local package
+  for package in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$package")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
     local sudo=()
     [[ "$(id -u)" == 0 ]] || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
 

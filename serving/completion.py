@@ -33,6 +33,10 @@ from serving.suggestions import SuggestionRegistry
 
 logger = logging.getLogger(__name__)
 
+# Single-line suggestions are what a typing person waits for; multi-line ones may queue.
+_SINGLE_LINE_PRIORITY = 0
+_MULTI_LINE_PRIORITY = 1
+
 _MODE_NAMES = {pb.COMPLETION_MODE_SINGLE_LINE: "single", pb.COMPLETION_MODE_MULTI_LINE: "multi"}
 
 
@@ -96,6 +100,7 @@ class CompletionService:
             max_tokens=max_tokens,
             temperature=request.limits.temperature,
             stop=self._template.stop if multi else (*self._template.stop, "\n"),
+            priority=_MULTI_LINE_PRIORITY if multi else _SINGLE_LINE_PRIORITY,
         )
         prompt_built = time.perf_counter()
         first_output: float | None = None

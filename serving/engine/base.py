@@ -17,6 +17,8 @@ class GenerationRequest:
     # Benchmarks pin the number of generated tokens; users never set this.
     ignore_eos: bool = False
     seed: int | None = None
+    # Lower runs first when the engine schedules by priority (single-line before multi-line).
+    priority: int = 0
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ def build_engine_args(config: EngineConfig) -> dict[str, Any]:
         "dtype": config.dtype,
         "tensor_parallel_size": config.tensor_parallel_size,
         "enable_prefix_caching": True,
+        # Requests carry a priority (single-line before multi-line: a person is waiting on the
+        # current line); vLLM only honours it under this policy.
+        "scheduling_policy": "priority",
         "seed": config.seed,
     }
     if config.gpu_memory_utilization is not None:
@@ -122,7 +125,9 @@ class VllmEngine:
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
         # AsyncLLM.generate aborts the engine request when this generator is closed or
         # cancelled before it finishes, which is how client cancellation reaches the engine.
-        async for out in self._llm.generate(prompt, params, request_id=request.request_id):
+        async for out in self._llm.generate(
+            prompt, params, request_id=request.request_id, priority=request.priority
+        ):
             completion = out.outputs[0]
             yield EngineOutput(
                 text_delta=completion.text,

@@ -29,6 +29,7 @@ DRIVER = ROOT / "tests" / "data" / "nvim" / "init.lua"
 SOURCE = "def add(a, b):\n    return a +\n"
 NVIM_TIMEOUT_S = 120
 
+
 def needs_nvim(test):  # type: ignore[no-untyped-def]
     """The editor tests must run in CI: a missing nvim is a failure, never a skip."""
 

@@ -39,8 +39,9 @@ async def test_single_line_streams_deltas_then_final_message() -> None:
     assert done.model == "scripted"
     assert len(done.suggestion_id) == 32
     assert done.timings.total_ms >= done.timings.decode_ms >= 0
-    # Single-line requests stop at the newline inside the engine.
+    # Single-line requests stop at the newline inside the engine, and go first.
     assert engine.requests[0].stop == ("\n",)
+    assert engine.requests[0].priority == 0
 
 
 async def test_blank_line_output_not_at_cursor_column_gives_no_suggestion() -> None:
@@ -83,6 +84,7 @@ async def test_multi_line_stops_generation_at_block_end() -> None:
         )
     assert done.text == "\n    if n < 2:\n        return n\n    return n * 2"
     assert done.finish_reason == "truncated"
+    assert engine.requests[0].priority == 1  # multi-line may wait behind single-line
     # The engine request was closed as soon as the dedented line arrived.
     assert engine.aborted == [engine.requests[0].request_id]
     assert engine.steps_generated == 6

@@ -67,3 +67,4 @@ def test_engine_arguments_reach_vllm_unchanged() -> None:
     assert args["max_model_len"] == 16384
     assert args["quantization"] == "awq" and args["max_num_seqs"] == 64
     assert "kv_cache_memory_bytes" not in args
+    assert args["scheduling_policy"] == "priority"
