@@ -23,7 +23,7 @@ from serving.postprocess import (
     finish_multi_line,
     finish_single_line,
     multi_line_block_end,
-    split_trailing_indent,
+    split_blank_line,
     suffix_overlap_start,
     trim_suffix_overlap,
     visible_text,
@@ -87,7 +87,10 @@ class CompletionService:
         budget = prompt_token_budget(
             self._engine.max_model_len, max_tokens, self._config.max_prompt_tokens
         )
-        prompt_prefix, indent = split_trailing_indent(request.prefix)
+        prompt_prefix, cut = split_blank_line(request.prefix)
+        # The engine stops single-line requests at a newline, unless the prompt was cut before
+        # the newline that starts the cursor's line: then this loop ends the line itself.
+        stop_in_engine = not multi and not cut.startswith("\n")
         prompt_ids, _ = self._template.token_ids(
             prompt_prefix, request.suffix, self._engine.encode, budget
         )
@@ -99,7 +102,7 @@ class CompletionService:
             prompt_token_ids=prompt_ids,
             max_tokens=max_tokens,
             temperature=request.limits.temperature,
-            stop=self._template.stop if multi else (*self._template.stop, "\n"),
+            stop=(*self._template.stop, "\n") if stop_in_engine else self._template.stop,
             priority=_MULTI_LINE_PRIORITY if multi else _SINGLE_LINE_PRIORITY,
         )
         prompt_built = time.perf_counter()
@@ -121,7 +124,7 @@ class CompletionService:
                 generated += output.text_delta
                 if queue_wait_s is None and output.queue_wait_s is not None:
                     queue_wait_s = output.queue_wait_s
-                seen, give_up = visible_text(generated, indent)
+                seen, give_up = visible_text(generated, cut)
                 if give_up:
                     finish_reason = "truncated"
                     metrics.ENGINE_ABORTS.labels("block_end").inc()
@@ -143,6 +146,15 @@ class CompletionService:
                     # Lines may still be cut, so only whole lines go out early.
                     ready = raw.rfind("\n") + 1
                 else:
+                    newline = raw.find("\n")
+                    if newline >= 0:  # the line is complete: stop generating
+                        raw = raw[:newline]
+                        finish_reason = "stop"
+                        if not output.finished:
+                            metrics.ENGINE_ABORTS.labels("line_end").inc()
+                            if len(raw) > emitted:
+                                yield pb.CompleteResponse(delta=pb.TextDelta(text=raw[emitted:]))
+                            break
                     ready = len(raw)
                 if ready > emitted:
                     yield pb.CompleteResponse(delta=pb.TextDelta(text=raw[emitted:ready]))

@@ -78,30 +78,40 @@ def finish_multi_line(text: str, line_prefix: str) -> str:
     return text.rstrip()
 
 
-def split_trailing_indent(prefix: str) -> tuple[str, str]:
-    """Split the indentation typed on an otherwise blank cursor line off the prefix.
+def split_blank_line(prefix: str) -> tuple[str, str]:
+    """On a blank cursor line, end the prompt at the end of the previous line.
 
-    Tokenizers merge runs of spaces into one token, so a prompt ending in the middle of an
-    indentation run asks the model for an unusual token boundary and it tends to break the line
-    instead. The prompt ends before the indentation; `visible_text` removes it from the output.
+    Tokenizers merge a newline and the indentation after it into one token, so a prompt ending
+    right after a newline (or inside the indentation) asks the model for an unusual token
+    boundary, and small models answer by breaking the line again. The prompt ends before that
+    whitespace instead, the model writes it, and `visible_text` takes it off the output.
+    Returns (prompt prefix, the whitespace cut off).
     """
     line = current_line_prefix(prefix)
-    if line and not line.strip():
-        return prefix[: len(prefix) - len(line)], line
-    return prefix, ""
+    if line.strip():
+        return prefix, ""
+    cut = "\n" + line if len(prefix) > len(line) else line
+    return prefix[: len(prefix) - len(cut)], cut
 
 
 _LEADING_BLANK_LINES = re.compile(r"^(?:[ \t]*\n)+")
 
 
-def visible_text(generated: str, indent: str) -> tuple[str | None, bool]:
-    """The model output as seen from the cursor, for a prompt cut by `split_trailing_indent`.
+def visible_text(generated: str, cut: str) -> tuple[str | None, bool]:
+    """The model output as seen from the cursor, for a prompt cut by `split_blank_line`.
 
     Returns (text, give_up): text is None while the output is too short to tell; give_up is True
-    when the model did not continue at the cursor's column, so no suggestion fits there.
+    when the model did not continue on a new line at the cursor's column, so no suggestion fits.
     """
-    if not indent:
+    if not cut:
         return generated, False
+    indent = cut
+    if cut.startswith("\n"):
+        if not generated:
+            return None, False
+        if not generated.startswith("\n"):
+            return "", True  # the model went on with the previous line
+        generated, indent = generated[1:], cut[1:]
     # Blank lines before the first code line mean nothing at a cursor on a blank line.
     code = _LEADING_BLANK_LINES.sub("", generated)
     if len(code) <= len(indent) and indent.startswith(code):

@@ -126,7 +126,7 @@ async def _measure(
     from serving.config import CompletionConfig
     from serving.engine.base import GenerationRequest
     from serving.fim import choose_template
-    from serving.postprocess import split_trailing_indent
+    from serving.postprocess import split_blank_line
     from serving.prompt import prompt_token_budget
 
     config = CompletionConfig()
@@ -142,9 +142,7 @@ async def _measure(
     bench_file = Path.cwd() / "quill_bench_latency.py"
 
     async def via_engine(prefix: str, request_id: str) -> tuple[float, str, int]:
-        prompt_ids, _ = template.token_ids(
-            split_trailing_indent(prefix)[0], "", engine.encode, budget
-        )
+        prompt_ids, _ = template.token_ids(split_blank_line(prefix)[0], "", engine.encode, budget)
         request = GenerationRequest(
             request_id=request_id,
             prompt_token_ids=prompt_ids,

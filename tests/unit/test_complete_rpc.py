@@ -25,8 +25,9 @@ async def _collect(stub, request):  # type: ignore[no-untyped-def]
 
 
 async def test_single_line_streams_deltas_then_final_message() -> None:
-    # The prompt ends before the indentation of the blank cursor line; the model writes it.
-    engine = ScriptedEngine(chunks=["  ", "  return", " a", " +", " b", "\nprint(1)"])
+    # The prompt ends before the newline and indentation of the blank cursor line; the model
+    # writes them, and the line ends at the next newline.
+    engine = ScriptedEngine(chunks=["\n  ", "  return", " a", " +", " b", "\nprint(1)", "x"])
     async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
         deltas, done = await _collect(
             quill_pb2_grpc.QuillStub(channel),
@@ -39,8 +40,11 @@ async def test_single_line_streams_deltas_then_final_message() -> None:
     assert done.model == "scripted"
     assert len(done.suggestion_id) == 32
     assert done.timings.total_ms >= done.timings.decode_ms >= 0
-    # Single-line requests stop at the newline inside the engine, and go first.
-    assert engine.requests[0].stop == ("\n",)
+    # Here the engine cannot stop at a newline (the output starts with one): serving does.
+    assert engine.requests[0].stop == ()
+    assert engine.requests[0].prompt_token_ids == engine.encode("def add(a, b):")
+    assert engine.aborted == [engine.requests[0].request_id]
+    # Single-line requests go first.
     assert engine.requests[0].priority == 0
 
 
@@ -52,8 +56,19 @@ async def test_blank_line_output_not_at_cursor_column_gives_no_suggestion() -> N
             pb.CompleteRequest(prefix="def f():\n    ", mode=pb.COMPLETION_MODE_MULTI_LINE),
         )
     assert done.text == ""
-    assert engine.requests[0].prompt_token_ids == ScriptedEngine().encode("def f():\n")
+    assert engine.requests[0].prompt_token_ids == ScriptedEngine().encode("def f():")
     assert engine.steps_generated == 2  # gave up as soon as the dedent was visible
+
+
+async def test_single_line_mid_statement_stops_in_the_engine() -> None:
+    engine = ScriptedEngine(chunks=["b", "\nprint(1)"])
+    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+        _, done = await _collect(
+            quill_pb2_grpc.QuillStub(channel),
+            pb.CompleteRequest(prefix="    return a + ", mode=pb.COMPLETION_MODE_SINGLE_LINE),
+        )
+    assert done.text == "b"
+    assert engine.requests[0].stop == ("\n",)
 
 
 async def test_single_line_drops_tail_already_after_cursor() -> None:

@@ -6,7 +6,7 @@ from serving.postprocess import (
     finish_multi_line,
     finish_single_line,
     multi_line_block_end,
-    split_trailing_indent,
+    split_blank_line,
     visible_text,
 )
 
@@ -50,10 +50,12 @@ def test_braces_open_a_scope() -> None:
     assert finish_multi_line(text, "int f() {") == "\n  return 1;"
 
 
-def test_split_trailing_indent_only_on_blank_cursor_lines() -> None:
-    assert split_trailing_indent("def f():\n    ") == ("def f():\n", "    ")
-    assert split_trailing_indent("x = ") == ("x = ", "")
-    assert split_trailing_indent("") == ("", "")
+def test_split_blank_line_only_on_blank_cursor_lines() -> None:
+    assert split_blank_line("def f():\n    ") == ("def f():", "\n    ")
+    assert split_blank_line("def f():\n") == ("def f():", "\n")
+    assert split_blank_line("    ") == ("", "    ")
+    assert split_blank_line("x = ") == ("x = ", "")
+    assert split_blank_line("") == ("", "")
 
 
 def test_visible_text() -> None:
@@ -62,6 +64,13 @@ def test_visible_text() -> None:
     assert visible_text("\n\n    return", "    ") == ("return", False)
     assert visible_text("print()", "    ") == ("", True)
     assert visible_text("anything", "") == ("anything", False)
+    # Cut before the newline: the model must start a new line at the cursor's column.
+    assert visible_text("", "\n    ") == (None, False)
+    assert visible_text("\n    return x", "\n    ") == ("return x", False)
+    assert visible_text("\n\n    return x", "\n    ") == ("return x", False)
+    assert visible_text(" + 1", "\n    ") == ("", True)
+    assert visible_text("\nreturn", "\n    ") == ("", True)
+    assert visible_text("\n    for x in y:\n", "\n") == ("    for x in y:\n", False)
 
 
 def test_suffix_overlap_is_trimmed() -> None:
