@@ -117,8 +117,10 @@ cmd_stop() {
 
 install_system_packages() {
   # Debian packages the tests use: Prometheus (promtool checks ops/; a real Prometheus scrapes
-  # serving), Chromium and what code-server needs to build (VS Code end-to-end test).
-  local wanted=(prometheus chromium ripgrep build-essential pkg-config libkrb5-dev) missing=()
+  # serving), Chromium and what code-server needs to build (VS Code end-to-end test), tmux and
+  # a monospace font (the Neovim screenshot).
+  local wanted=(prometheus chromium ripgrep build-essential pkg-config libkrb5-dev tmux fonts-dejavu-core)
+  local missing=()
   local package
   for package in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
