@@ -12,13 +12,13 @@ import urllib.request
 import grpc
 import pytest
 import pytest_lsp
-from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from quill.launcher import ServingProcess
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from tests.conftest import ROOT, lsp_command
+from tests.lsp_helpers import complete_at_end, execute, initialize, open_document
 
 pytestmark = pytest.mark.e2e
 
@@ -32,32 +32,10 @@ async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
 
 
 async def _lsp_complete(client: LanguageClient, address: str, text: str, **options):  # type: ignore[no-untyped-def]
-    await client.initialize_session(
-        types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
-            root_uri=ROOT.as_uri(),
-            # A loaded CI machine may take seconds per multi-line suggestion.
-            initialization_options={"servingAddress": address, "requestTimeoutS": 120, **options},
-        )
-    )
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=URI, language_id="python", version=1, text=text
-            )
-        )
-    )
-    lines = text.split("\n")
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=URI),
-            position=types.Position(line=len(lines) - 1, character=len(lines[-1])),
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Automatic
-            ),
-        )
-    )
-    return result.items
+    # A loaded CI machine may take seconds per multi-line suggestion.
+    await initialize(client, servingAddress=address, requestTimeoutS=120, **options)
+    open_document(client, URI, text)
+    return (await complete_at_end(client, URI, text)).items
 
 
 def _metric(url: str, name: str, labels: str = "") -> float:
@@ -81,14 +59,8 @@ async def test_single_line_completion_is_a_plausible_continuation(
     assert "\n" not in suggestion
     assert re.search(r"\bb\b", suggestion), suggestion
     # The accept command counts on the server.
-    await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command=items[0].command.command, arguments=items[0].command.arguments
-        )
-    )
-    stats = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="quill.stats", arguments=[])
-    )
+    await execute(client, items[0].command.command, *items[0].command.arguments)
+    stats = await execute(client, "quill.stats")
     assert stats["accepted"] == 1 and stats["servingAvailable"]
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from quill.launcher import ServingProcess, free_port
 from tests.conftest import ROOT, lsp_command
 from tests.e2e.conftest import serving_log_dir
+from tests.lsp_helpers import complete_at_end, execute, initialize, open_document
 
 pytestmark = pytest.mark.e2e
 
@@ -93,13 +93,7 @@ async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
 async def test_prometheus_records_exact_acceptance(
     client: LanguageClient, real_serving: ServingProcess, prometheus: str
 ) -> None:
-    await client.initialize_session(
-        types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
-            root_uri=ROOT.as_uri(),
-            initialization_options={"servingAddress": real_serving.address, "requestTimeoutS": 120},
-        )
-    )
+    await initialize(client, servingAddress=real_serving.address, requestTimeoutS=120)
     language = "go"  # a label no other test uses, so this test's counts stand alone
     sums = {
         "shown": f'sum(quill_suggestions_shown_total{{language="{language}"}})',
@@ -115,33 +109,14 @@ async def test_prometheus_records_exact_acceptance(
     shown = 0
     for number, text in enumerate(prefixes):
         uri = (ROOT / "tests" / "data" / f"prom_{number}.go").as_uri()
-        client.text_document_did_open(
-            types.DidOpenTextDocumentParams(
-                text_document=types.TextDocumentItem(
-                    uri=uri, language_id=language, version=1, text=text
-                )
-            )
-        )
-        lines = text.split("\n")
-        result = await client.text_document_inline_completion_async(
-            types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri),
-                position=types.Position(line=len(lines) - 1, character=len(lines[-1])),
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
-                ),
-            )
-        )
+        open_document(client, uri, text, language)
+        result = await complete_at_end(client, uri, text)
         if not result.items:
             continue
         shown += 1
         item = result.items[0]
         if number < 2:  # accept the first two, leave the last one
-            await client.workspace_execute_command_async(
-                types.ExecuteCommandParams(
-                    command=item.command.command, arguments=item.command.arguments
-                )
-            )
+            await execute(client, item.command.command, *item.command.arguments)
             accepted_chars += len(item.insert_text)
     assert shown == 3, "the model should suggest something for each prefix"
 

@@ -16,6 +16,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from tests.conftest import ROOT, in_process_serving, lsp_command
 from tests.fakes import ScriptedEngine
+from tests.lsp_helpers import complete, execute, initialize, open_document
 
 URI = (ROOT / "tests" / "data" / "sample.py").as_uri()
 
@@ -27,35 +28,15 @@ async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
 
 
 async def _initialize(client: LanguageClient, **options) -> types.InitializeResult:  # type: ignore[no-untyped-def]
-    return await client.initialize_session(
-        types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
-            root_uri=ROOT.as_uri(),
-            initialization_options=options,
-        )
-    )
+    return await initialize(client, **options)
 
 
 def _open(client: LanguageClient, text: str, uri: str = URI) -> None:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=1, text=text
-            )
-        )
-    )
+    open_document(client, uri, text)
 
 
 async def _complete(client: LanguageClient, line: int, character: int, uri: str = URI):  # type: ignore[no-untyped-def]
-    return await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=line, character=character),
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-        )
-    )
+    return await complete(client, uri, line, character)
 
 
 async def test_advertises_inline_completion_and_commands(client: LanguageClient) -> None:
@@ -78,14 +59,8 @@ async def test_completion_through_serving_and_accept(client: LanguageClient) -> 
         request_prefix = engine.requests[0].prompt_token_ids
         assert request_prefix == engine.encode("def add(a, b):\n    return ")
         assert engine.requests[0].stop == ("\n",)
-        await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(
-                command=item.command.command, arguments=item.command.arguments
-            )
-        )
-        stats = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="quill.stats", arguments=[])
-        )
+        await execute(client, item.command.command, *item.command.arguments)
+        stats = await execute(client, "quill.stats")
     assert stats["accepted"] == 1
     assert stats["acceptedChars"] == len("a + b")
     assert stats["shown"] == 1
@@ -335,11 +310,7 @@ async def test_acceptance_and_typing_reach_serving_metrics(client: LanguageClien
                                   "arguments": second.command.arguments}},
              "acceptedLength": 2},
         )  # fmt: skip
-        await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(
-                command=second.command.command, arguments=second.command.arguments
-            )
-        )
+        await execute(client, second.command.command, *second.command.arguments)
         client.text_document_did_change(
             types.DidChangeTextDocumentParams(
                 text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
@@ -374,9 +345,7 @@ async def test_a_slow_request_times_out_without_declaring_an_outage(client: Lang
         await _initialize(client, servingAddress=address, requestTimeoutS=0.3, maxTokens=50)
         _open(client, "s = '")
         assert (await _complete(client, 0, 5)).items == ()
-        stats = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="quill.stats", arguments=[])
-        )
+        stats = await execute(client, "quill.stats")
     assert stats["servingAvailable"] is True
     assert not [m for m in client.messages if "unavailable" in m.message]
     assert engine.aborted  # the deadline cancelled the engine request too
@@ -413,9 +382,7 @@ async def test_type_ahead_is_answered_without_the_model(client: LanguageClient) 
         _type(client, "x", 0, 6, 3)  # typing something else: back to the model
         await _complete(client, 0, 7)
         assert len(engine.requests) == 2
-        stats = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="quill.stats", arguments=[])
-        )
+        stats = await execute(client, "quill.stats")
     assert stats["typeAheadHits"] == 1
 
 

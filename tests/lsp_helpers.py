@@ -1,0 +1,55 @@
+"""What the tests do with a pytest-lsp client again and again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from tests.conftest import ROOT
+
+
+async def initialize(client: LanguageClient, **options: Any) -> types.InitializeResult:
+    """Initialize with `options` as initializationOptions (camelCase settings)."""
+    return await client.initialize_session(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(),
+            root_uri=ROOT.as_uri(),
+            initialization_options=options,
+        )
+    )
+
+
+def open_document(client: LanguageClient, uri: str, text: str, language: str = "python") -> None:
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id=language, version=1, text=text
+            )
+        )
+    )
+
+
+async def complete(client: LanguageClient, uri: str, line: int, character: int) -> Any:
+    return await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
+        )
+    )
+
+
+async def complete_at_end(client: LanguageClient, uri: str, text: str) -> Any:
+    """Inline completion with the cursor at the end of `text` (ASCII text)."""
+    lines = text.split("\n")
+    return await complete(client, uri, len(lines) - 1, len(lines[-1]))
+
+
+async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=command, arguments=list(arguments))
+    )
