@@ -92,7 +92,8 @@ cmd_run() {
   fi
   log "a completion through the language server: quill complete examples/fibonacci.py:4:18"
   echo "----- examples/fibonacci.py, with the suggestion after the cursor -----"
-  cat "$ROOT/examples/fibonacci.py"
+  # The file without its final newline: the suggestion starts right at the cursor.
+  printf "%s" "$(cat "$ROOT/examples/fibonacci.py")"
   (cd "$ROOT" && "$VENV/bin/quill" complete examples/fibonacci.py:4:18 --address "$ADDRESS")
   echo "-----------------------------------------------------------------------"
   cat >&2 <<MSG
