@@ -13,33 +13,18 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.acceptance import ACCEPT_COMMAND
 from lsp_server.documents import (
-    CursorContext,
     InvalidPositionError,
     UnusableDocumentError,
     cursor_context,
 )
 from lsp_server.server import QuillLanguageServer
 from lsp_server.serving_client import Completion
+from lsp_server.trigger import choose_mode
 from quill.v1 import quill_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
-_SCOPE_OPENERS = (":", "{", "(", "[")
 _EMPTY = types.InlineCompletionList(items=[])
-
-
-def choose_mode(setting: str, context: CursorContext) -> pb.CompletionMode:
-    """Multi-line only where a block starts: at the end of a line that opens a scope, or on a
-    blank line. Everywhere else one line (CodeCompose's rule; tree-sitter refines it later)."""
-    if setting == "single":
-        return pb.COMPLETION_MODE_SINGLE_LINE
-    if setting == "multi":
-        return pb.COMPLETION_MODE_MULTI_LINE
-    at_line_end = not context.line_after.strip()
-    before = context.line_before.rstrip()
-    if at_line_end and (not before or before.endswith(_SCOPE_OPENERS)):
-        return pb.COMPLETION_MODE_MULTI_LINE
-    return pb.COMPLETION_MODE_SINGLE_LINE
 
 
 def workspace_id(ls: QuillLanguageServer) -> str:
@@ -92,7 +77,7 @@ def register(server: QuillLanguageServer) -> None:
             prefix=context.prefix,
             suffix=context.suffix,
             cursor=pb.Position(line=params.position.line, character=params.position.character),
-            mode=choose_mode(settings.completion_mode, context),
+            mode=choose_mode(settings.completion_mode, document.language_id or "", context),
             limits=pb.CompletionLimits(max_tokens=settings.max_tokens),
         )
         started = time.perf_counter()
