@@ -249,10 +249,11 @@ def _cmd_model(args: argparse.Namespace) -> int:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks; each writes its figures to --json too")
     bench = p.add_subparsers(dest="bench", required=True)
-    from quill.bench import latency, quality
+    from quill.bench import keystrokes, latency, quality
 
     latency.add_parser(bench)
     quality.add_parser(bench)
+    keystrokes.add_parser(bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -174,6 +174,7 @@ class CompletionService:
             metrics.PROMPT_TOKENS.inc(len(prompt_ids))
             if outcome == "cancelled":
                 metrics.ENGINE_ABORTS.labels("client_cancelled").inc()
+                metrics.WASTED_TOKENS.inc(tokens)
             metrics.COMPLETIONS.labels(mode_name, outcome).inc()
 
         decoded = time.perf_counter()

@@ -31,6 +31,10 @@ COMPLETIONS = Counter(
 COMPLETION_TOKENS = Counter(
     "quill_completion_tokens", "Tokens generated for Complete requests, cancelled ones included."
 )
+WASTED_TOKENS = Counter(
+    "quill_wasted_tokens",
+    "Tokens generated for Complete requests the client cancelled before the answer was done.",
+)
 PROMPT_TOKENS = Counter("quill_prompt_tokens", "Prompt tokens of Complete requests.")
 ENGINE_ABORTS = Counter(
     "quill_engine_aborts",

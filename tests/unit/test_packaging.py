@@ -39,9 +39,9 @@ def test_engine_args_pass_through_as_json_or_text() -> None:
         _parse_engine_arg("nothing")
 
 
-def test_every_bench_subcommand_takes_json() -> None:
-    parser = build_parser()
-    args = parser.parse_args(["bench", "latency", "--json", "out.json"])
+@pytest.mark.parametrize("bench", ["latency", "quality", "typing"])
+def test_every_bench_subcommand_takes_json(bench: str) -> None:
+    args = build_parser().parse_args(["bench", bench, "--json", "out.json"])
     assert args.json == Path("out.json")
 
 
