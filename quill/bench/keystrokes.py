@@ -3,10 +3,11 @@ server, several editors at once.
 
 Each simulated editor runs its own `quill lsp` (as real editors do) against one `quill serve`,
 opens a file whose first lines come from a real source file (the Python standard library), and
-types the following lines character by character at a fixed rate. After every keystroke it asks
-for an inline completion the way editors do (a newer keystroke supersedes the pending request).
-When a suggestion starts with what the file really continues with, the editor accepts the part
-that matches by typing it (a person reading ghost text), which is where type-ahead pays.
+types the following lines character by character: a steady rate within words, and the pauses
+people make (a short one after some spaces and punctuation, a longer one at the end of a line).
+After every keystroke it asks for an inline completion the way editors do (a newer keystroke
+supersedes the pending request). When what the person types next matches the suggestion on
+screen, the language server answers from type-ahead without a model call.
 
 Reported: p50/p95 time from keystroke to a suggestion, the share of requests cancelled
 (superseded), engine tokens wasted on cancelled requests as a share of all generated tokens
@@ -35,7 +36,12 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     p = bench.add_parser("typing", help="simulated typing through the language server")
     p.add_argument("--editors", type=int, default=3, help="simulated editors at once")
     p.add_argument("--chars", type=int, default=200, help="characters each editor types")
-    p.add_argument("--cps", type=float, default=8.0, help="keystrokes per second per editor")
+    p.add_argument("--cps", type=float, default=8.0, help="keystrokes per second within words")
+    p.add_argument("--line-pause", type=float, default=1.0, help="seconds paused after a newline")
+    p.add_argument("--word-pause", type=float, default=0.4, help="seconds paused after some spaces")
+    p.add_argument(
+        "--client-debounce-ms", type=float, default=200, help="the editor's own debounce (0: none)"
+    )
     p.add_argument("--context-lines", type=int, default=40, help="lines already in the file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--address", default=None, help="use this serving (its --metrics too)")
@@ -71,7 +77,9 @@ def _sources(seed: int, editors: int, context_lines: int, chars: int) -> list[tu
     return result
 
 
-async def _editor(address: str, number: int, head: str, typed: str, cps: float) -> dict[str, Any]:
+async def _editor(
+    address: str, number: int, head: str, typed: str, args: argparse.Namespace
+) -> dict[str, Any]:
     from lsp_server.stdio_client import StdioLanguageClient
 
     client = StdioLanguageClient(Path.cwd(), {"servingAddress": address, "requestTimeoutS": 60})
@@ -82,7 +90,8 @@ async def _editor(address: str, number: int, head: str, typed: str, cps: float) 
     latencies: list[float] = []
     requests = suggestions = multi = 0
     pending: asyncio.Task[Any] | None = None
-    interval = 1.0 / cps
+    interval = 1.0 / args.cps
+    rng = random.Random(args.seed * 1000 + number)
 
     async def ask(sent_at: float, line: int, character: int) -> None:
         nonlocal suggestions, multi
@@ -99,11 +108,22 @@ async def _editor(address: str, number: int, head: str, typed: str, cps: float) 
             text += typed[index]
             index += 1
             uri = client.open(path, text)
+            keystroke_at = time.perf_counter()
             lines = text.split("\n")
+            pause = interval
+            if typed[index - 1] == "\n":
+                pause += args.line_pause
+            elif typed[index - 1] in " ,(:." and rng.random() < 0.3:
+                pause += args.word_pause
+            debounce = args.client_debounce_ms / 1e3
+            if pause <= debounce:
+                await asyncio.sleep(pause)  # the next keystroke comes before the editor asks
+                continue
+            await asyncio.sleep(debounce)
             requests += 1
             # Editors keep one request per document in flight; the server supersedes it.
-            pending = asyncio.create_task(ask(time.perf_counter(), len(lines) - 1, len(lines[-1])))
-            await asyncio.sleep(interval)
+            pending = asyncio.create_task(ask(keystroke_at, len(lines) - 1, len(lines[-1])))
+            await asyncio.sleep(pause - debounce)
         if pending is not None:
             await asyncio.wait_for(pending, 60)
         stats = await client.execute_command("quill.stats")
@@ -111,6 +131,7 @@ async def _editor(address: str, number: int, head: str, typed: str, cps: float) 
         await client.stop()
     return {
         "latencies": latencies,
+        "keystrokes": index,
         "requests": requests,
         "suggestions": suggestions,
         "multi": multi,
@@ -138,7 +159,7 @@ async def _run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         sources = _sources(args.seed, args.editors, args.context_lines, args.chars)
         results = await asyncio.gather(
-            *(_editor(address, n, head, typed, args.cps) for n, (head, typed) in enumerate(sources))
+            *(_editor(address, n, head, typed, args) for n, (head, typed) in enumerate(sources))
         )
         wall = time.perf_counter() - started
         await asyncio.sleep(1.0)
@@ -155,10 +176,13 @@ async def _run(args: argparse.Namespace) -> int:
             serving.stop()
     latencies = [x for r in results for x in r["latencies"]]
     requests = sum(r["requests"] for r in results)
+    keystrokes = sum(r["keystrokes"] for r in results)
     suggestions = sum(r["suggestions"] for r in results)
     figures = {
         "editors": args.editors,
-        "keystrokes": requests,
+        "keystrokes": keystrokes,
+        "requests": requests,
+        "client_debounce_ms": args.client_debounce_ms,
         "keystrokes_per_second_per_editor": args.cps,
         "suggestions": suggestions,
         "keystroke_to_suggestion_p50_ms": round(percentile([x * 1e3 for x in latencies], 50), 1),
