@@ -82,4 +82,5 @@ def register(server: QuillLanguageServer) -> None:
             "eventsDropped": ls.telemetry.dropped_total,
             "typeAheadHits": ls.typeahead.hits,
             "superseded": ls.superseded_count,
+            "reusedInFlight": ls.reused_count,
         }

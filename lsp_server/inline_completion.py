@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
@@ -20,6 +22,7 @@ from lsp_server.documents import (
 from lsp_server.server import QuillLanguageServer
 from lsp_server.serving_client import Completion
 from lsp_server.trigger import choose_mode
+from lsp_server.typeahead import ANCHOR_CHARS, typed_since
 from quill.v1 import quill_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -82,19 +85,39 @@ def register(server: QuillLanguageServer) -> None:
         )
         started = time.perf_counter()
 
+        flight: InFlight
+
         async def ask_serving() -> Completion | None:
             if settings.debounce_ms:
                 await asyncio.sleep(settings.debounce_ms / 1e3)
+            flight.asked = True
             return await ls.serving_client().complete(request, settings.request_timeout_s)
 
-        # A newer request for the same document supersedes this one: its RPC is cancelled,
-        # which aborts the engine request, and this one answers with nothing.
         previous = ls.inflight.get(uri)
-        if previous is not None and not previous.done():
-            previous.cancel()
-            ls.superseded_count += 1
+        if previous is not None and not previous.call.done():
+            if previous.reusable and previous.extended_by(context.offset, context.prefix):
+                # The user only typed on: the suggestion in flight may still fit. Let it finish
+                # (no tokens thrown away) and answer from it by type-ahead if it does.
+                ls.reused_count += 1
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(previous.call)
+                await asyncio.sleep(0)  # let the earlier request record its suggestion first
+                hit = ls.typeahead.lookup(uri, context.offset, context.prefix)
+                if hit is not None:
+                    return _items(params.position, hit.suggestion_id, hit.remaining)
+            else:
+                # A newer request for the same document supersedes this one: its RPC is
+                # cancelled, which aborts the engine request, and it answers with nothing.
+                previous.call.cancel()
+                ls.superseded_count += 1
         call = asyncio.ensure_future(ask_serving())
-        ls.inflight[uri] = call
+        flight = InFlight(
+            call,
+            context.offset,
+            context.prefix[-ANCHOR_CHARS:],
+            single_line=request.mode == pb.COMPLETION_MODE_SINGLE_LINE,
+        )
+        ls.inflight[uri] = flight
         try:
             completion = await call
         except asyncio.CancelledError:
@@ -103,7 +126,8 @@ def register(server: QuillLanguageServer) -> None:
                 raise  # the client cancelled this request itself ($/cancelRequest)
             return _EMPTY
         finally:
-            if ls.inflight.get(uri) is call:
+            current_flight = ls.inflight.get(uri)
+            if current_flight is not None and current_flight.call is call:
                 del ls.inflight[uri]
         if completion is None or not completion.text:
             return _EMPTY
@@ -118,6 +142,32 @@ def register(server: QuillLanguageServer) -> None:
         )
         ls.typeahead.remember(uri, context.offset, context.prefix, suggestion_id, completion.text)
         return _items(params.position, suggestion_id, completion.text)
+
+
+# Typing more than this while a request is in flight is a new context, not type-ahead.
+_MAX_REUSE_CHARS = 16
+
+
+@dataclass
+class InFlight:
+    """The serving call in flight for a document, and where its cursor was."""
+
+    call: asyncio.Future[Completion | None]
+    offset: int
+    anchor: str
+    # Single-line requests are short enough to wait for; a multi-line one could keep the
+    # user waiting for seconds, so newer keystrokes supersede it instead.
+    single_line: bool = True
+    # True once the debounce is over and serving was asked (tokens are being spent).
+    asked: bool = False
+
+    @property
+    def reusable(self) -> bool:
+        return self.asked and self.single_line
+
+    def extended_by(self, offset: int, prefix: str) -> bool:
+        typed = typed_since(self.offset, self.anchor, offset, prefix)
+        return typed is not None and len(typed) <= _MAX_REUSE_CHARS
 
 
 def _items(position: types.Position, suggestion_id: str, text: str) -> types.InlineCompletionList:

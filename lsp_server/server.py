@@ -7,7 +7,6 @@ so an editor gets a ready server in well under a second.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -53,9 +52,11 @@ class QuillLanguageServer(LanguageServer):
         self.serving: ServingClient | None = None
         self.telemetry = Telemetry(self._send_events)
         self.typeahead = TypeAheadCache()
-        # The serving call in flight per document, so a newer request can supersede it.
-        self.inflight: dict[str, asyncio.Future[Any]] = {}
+        # The serving call in flight per document (lsp_server.inline_completion.InFlight), so a
+        # newer request can reuse or supersede it.
+        self.inflight: dict[str, Any] = {}
         self.superseded_count = 0
+        self.reused_count = 0
         self.accepted_count = 0
         self.accepted_chars = 0
         self.shown_count = 0

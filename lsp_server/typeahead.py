@@ -10,7 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Characters of text before the cursor compared to recognise "the same place, plus typing".
-_ANCHOR_CHARS = 256
+ANCHOR_CHARS = 256
+
+
+def typed_since(then_offset: int, then_anchor: str, offset: int, prefix: str) -> str | None:
+    """What the user typed at the cursor since it was at `then_offset` with `then_anchor` (the
+    text just before it) — or None if the document changed any other way.
+
+    `prefix` is (at least the tail of) the text before the cursor at `offset`.
+    """
+    typed_len = offset - then_offset
+    if typed_len <= 0 or typed_len > len(prefix):
+        return None
+    before = prefix[: len(prefix) - typed_len]
+    if not before.endswith(then_anchor[-len(before) :] if before else ""):
+        return None
+    return prefix[len(prefix) - typed_len :]
 
 
 @dataclass(frozen=True)
@@ -33,7 +48,7 @@ class TypeAheadCache:
         self.hits = 0
 
     def remember(self, uri: str, offset: int, prefix: str, suggestion_id: str, text: str) -> None:
-        self._by_uri[uri] = _Remembered(suggestion_id, offset, prefix[-_ANCHOR_CHARS:], text)
+        self._by_uri[uri] = _Remembered(suggestion_id, offset, prefix[-ANCHOR_CHARS:], text)
 
     def forget(self, uri: str) -> None:
         self._by_uri.pop(uri, None)
@@ -43,12 +58,8 @@ class TypeAheadCache:
         last = self._by_uri.get(uri)
         if last is None:
             return None
-        typed_len = offset - last.offset
-        if not 0 < typed_len < len(last.text) or typed_len > len(prefix):
-            return None
-        typed = prefix[len(prefix) - typed_len :]
-        before = prefix[: len(prefix) - typed_len]
-        if not last.text.startswith(typed) or not before.endswith(last.anchor[-len(before) :]):
+        typed = typed_since(last.offset, last.anchor, offset, prefix)
+        if typed is None or len(typed) >= len(last.text) or not last.text.startswith(typed):
             return None
         self.hits += 1
-        return TypeAheadHit(last.suggestion_id, last.text[typed_len:])
+        return TypeAheadHit(last.suggestion_id, last.text[len(typed) :])

@@ -394,7 +394,7 @@ async def test_newer_request_supersedes_the_one_in_flight(client: LanguageClient
         older = asyncio.ensure_future(_complete(client, 0, 5))
         while not engine.steps_generated:
             await asyncio.sleep(0.01)
-        _type(client, "a", 0, 5, 2)
+        _type(client, "#", 0, 0, 2)  # an edit elsewhere: the suggestion in flight is stale
         newer = asyncio.ensure_future(_complete(client, 0, 6))
         assert (await older).items == ()  # superseded: answered with nothing
         await newer
@@ -414,3 +414,22 @@ async def test_debounce_skips_the_model_for_superseded_keystrokes(client: Langua
         assert (await first).items == ()
         assert (await second).items[0].insert_text == "1"
     assert len(engine.requests) == 1  # the first keystroke never reached the engine
+
+
+async def test_typing_on_keeps_the_request_in_flight_and_answers_from_it(
+    client: LanguageClient,
+) -> None:
+    engine = ScriptedEngine(chunks=["foo", "(bar", ")"], step_delay_s=0.2)
+    async with in_process_serving(engine) as address:
+        await _initialize(client, servingAddress=address)
+        _open(client, "x = ")
+        first = asyncio.ensure_future(_complete(client, 0, 4))
+        while not engine.requests:
+            await asyncio.sleep(0.01)
+        _type(client, "fo", 0, 4, 2)  # typed while the model is still writing
+        second = (await _complete(client, 0, 6)).items
+        assert [item.insert_text for item in (await first).items] == ["foo(bar)"]
+        assert [item.insert_text for item in second] == ["o(bar)"]
+        stats = await execute(client, "quill.stats")
+    assert len(engine.requests) == 1 and engine.aborted == []  # nothing thrown away
+    assert stats["reusedInFlight"] == 1 and stats["superseded"] == 0
