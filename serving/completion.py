@@ -111,6 +111,7 @@ class CompletionService:
         generated = ""  # model output, relative to the prompt's end
         raw = ""  # the same, relative to the cursor
         emitted = 0
+        line_done = False
         tokens = 0
         finish_reason = "length"
         outcome = "error"
@@ -147,18 +148,19 @@ class CompletionService:
                     ready = raw.rfind("\n") + 1
                 else:
                     newline = raw.find("\n")
-                    if newline >= 0:  # the line is complete: stop generating
+                    line_done = newline >= 0
+                    if line_done:
                         raw = raw[:newline]
-                        finish_reason = "stop"
-                        if not output.finished:
-                            metrics.ENGINE_ABORTS.labels("line_end").inc()
-                            if len(raw) > emitted:
-                                yield pb.CompleteResponse(delta=pb.TextDelta(text=raw[emitted:]))
-                            break
                     ready = len(raw)
                 if ready > emitted:
                     yield pb.CompleteResponse(delta=pb.TextDelta(text=raw[emitted:ready]))
                     emitted = ready
+                if not multi and line_done:
+                    finish_reason = "stop"
+                    if not output.finished:
+                        # The line is complete: stop generating (closing the stream aborts it).
+                        metrics.ENGINE_ABORTS.labels("line_end").inc()
+                        break
                 if output.finished:
                     finish_reason = output.finish_reason or "stop"
             outcome = "ok"
