@@ -16,7 +16,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from tests.conftest import ROOT, in_process_serving, lsp_command
 from tests.fakes import ScriptedEngine
-from tests.lsp_helpers import complete, execute, initialize, open_document
+from tests.lsp_helpers import complete, edit, execute, initialize, open_document
 
 URI = (ROOT / "tests" / "data" / "sample.py").as_uri()
 
@@ -71,17 +71,7 @@ async def test_incremental_edits_are_applied(client: LanguageClient) -> None:
     async with in_process_serving(engine) as address:
         await _initialize(client, servingAddress=address)
         _open(client, "x = \n")
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(
-                        range=types.Range(start=types.Position(0, 0), end=types.Position(0, 1)),
-                        text="answer",
-                    )
-                ],
-            )
-        )
+        edit(client, URI, 2, (0, 0), (0, 1), "answer")
         result = await _complete(client, 0, 9)
     assert result.items[0].insert_text == "42"
     assert engine.requests[0].prompt_token_ids == engine.encode("answer = ")
@@ -311,17 +301,7 @@ async def test_acceptance_and_typing_reach_serving_metrics(client: LanguageClien
              "acceptedLength": 2},
         )  # fmt: skip
         await execute(client, second.command.command, *second.command.arguments)
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(
-                        range=types.Range(start=types.Position(0, 8), end=types.Position(0, 8)),
-                        text=";",
-                    )
-                ],
-            )
-        )
+        edit(client, uri, 2, (0, 8), (0, 8), ";")
         for _ in range(40):  # events are batched every 2 s
             await asyncio.sleep(0.25)
             if value("quill_chars_typed_total", language="rust") > typed_before:
@@ -352,19 +332,7 @@ async def test_a_slow_request_times_out_without_declaring_an_outage(client: Lang
 
 
 def _type(client: LanguageClient, text: str, line: int, character: int, version: int) -> None:
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=version),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(
-                        start=types.Position(line, character), end=types.Position(line, character)
-                    ),
-                    text=text,
-                )
-            ],
-        )
-    )
+    edit(client, URI, version, (line, character), (line, character), text)
 
 
 async def test_type_ahead_is_answered_without_the_model(client: LanguageClient) -> None:
