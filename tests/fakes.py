@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from serving.engine.base import EngineOutput, GenerationRequest
@@ -24,6 +24,9 @@ class ScriptedEngine:
 
     def encode(self, text: str) -> list[int]:
         return [ord(c) % 50000 for c in text]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return "".join(chr(t) for t in token_ids)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
         self.requests.append(request)

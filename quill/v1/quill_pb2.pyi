@@ -47,7 +47,7 @@ class CompletionLimits(_message.Message):
     def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("workspace_id", "file_path", "language", "prefix", "suffix", "cursor", "mode", "limits")
+    __slots__ = ("workspace_id", "file_path", "language", "prefix", "suffix", "cursor", "mode", "limits", "context")
     WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
     FILE_PATH_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class CompleteRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     workspace_id: str
     file_path: str
     language: str
@@ -64,7 +65,48 @@ class CompleteRequest(_message.Message):
     cursor: Position
     mode: CompletionMode
     limits: CompletionLimits
-    def __init__(self, workspace_id: _Optional[str] = ..., file_path: _Optional[str] = ..., language: _Optional[str] = ..., prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., cursor: _Optional[_Union[Position, _Mapping]] = ..., mode: _Optional[_Union[CompletionMode, str]] = ..., limits: _Optional[_Union[CompletionLimits, _Mapping]] = ...) -> None: ...
+    context: ContextOptions
+    def __init__(self, workspace_id: _Optional[str] = ..., file_path: _Optional[str] = ..., language: _Optional[str] = ..., prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., cursor: _Optional[_Union[Position, _Mapping]] = ..., mode: _Optional[_Union[CompletionMode, str]] = ..., limits: _Optional[_Union[CompletionLimits, _Mapping]] = ..., context: _Optional[_Union[ContextOptions, _Mapping]] = ...) -> None: ...
+
+class ContextOptions(_message.Message):
+    __slots__ = ("disable_retrieval", "retrieval_token_budget", "disable_api_search")
+    DISABLE_RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_API_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    disable_retrieval: bool
+    retrieval_token_budget: int
+    disable_api_search: bool
+    def __init__(self, disable_retrieval: _Optional[bool] = ..., retrieval_token_budget: _Optional[int] = ..., disable_api_search: _Optional[bool] = ...) -> None: ...
+
+class ContextSource(_message.Message):
+    __slots__ = ("kind", "path", "start_line", "end_line", "score", "tokens")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    START_LINE_FIELD_NUMBER: _ClassVar[int]
+    END_LINE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    path: str
+    start_line: int
+    end_line: int
+    score: float
+    tokens: int
+    def __init__(self, kind: _Optional[str] = ..., path: _Optional[str] = ..., start_line: _Optional[int] = ..., end_line: _Optional[int] = ..., score: _Optional[float] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class ToolCall(_message.Message):
+    __slots__ = ("trigger", "query", "results", "latency_ms", "outcome")
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    trigger: str
+    query: str
+    results: _containers.RepeatedScalarFieldContainer[str]
+    latency_ms: float
+    outcome: str
+    def __init__(self, trigger: _Optional[str] = ..., query: _Optional[str] = ..., results: _Optional[_Iterable[str]] = ..., latency_ms: _Optional[float] = ..., outcome: _Optional[str] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)
@@ -89,7 +131,7 @@ class StageTimings(_message.Message):
     def __init__(self, prompt_build_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., queue_wait_ms: _Optional[float] = ...) -> None: ...
 
 class CompletionDone(_message.Message):
-    __slots__ = ("suggestion_id", "text", "prompt_tokens", "completion_tokens", "timings", "finish_reason", "model", "mode")
+    __slots__ = ("suggestion_id", "text", "prompt_tokens", "completion_tokens", "timings", "finish_reason", "model", "mode", "context_sources", "tool_calls")
     SUGGESTION_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +140,8 @@ class CompletionDone(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     suggestion_id: str
     text: str
     prompt_tokens: int
@@ -106,7 +150,9 @@ class CompletionDone(_message.Message):
     finish_reason: str
     model: str
     mode: CompletionMode
-    def __init__(self, suggestion_id: _Optional[str] = ..., text: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., finish_reason: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[_Union[CompletionMode, str]] = ...) -> None: ...
+    context_sources: _containers.RepeatedCompositeFieldContainer[ContextSource]
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    def __init__(self, suggestion_id: _Optional[str] = ..., text: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., finish_reason: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[_Union[CompletionMode, str]] = ..., context_sources: _Optional[_Iterable[_Union[ContextSource, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
     __slots__ = ("delta", "done")
@@ -152,3 +198,236 @@ class ReportEventsResponse(_message.Message):
     recorded: int
     rejected: int
     def __init__(self, recorded: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+
+class FileDigest(_message.Message):
+    __slots__ = ("path", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class WorkspaceFile(_message.Message):
+    __slots__ = ("path", "sha256", "content")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    content: str
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class ApiEntry(_message.Message):
+    __slots__ = ("qualified_name", "kind", "signature", "summary", "source", "path", "line")
+    QUALIFIED_NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    qualified_name: str
+    kind: str
+    signature: str
+    summary: str
+    source: str
+    path: str
+    line: int
+    def __init__(self, qualified_name: _Optional[str] = ..., kind: _Optional[str] = ..., signature: _Optional[str] = ..., summary: _Optional[str] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., line: _Optional[int] = ...) -> None: ...
+
+class ApiPackage(_message.Message):
+    __slots__ = ("name", "version", "digest", "entries")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    digest: str
+    entries: _containers.RepeatedCompositeFieldContainer[ApiEntry]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., digest: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ApiEntry, _Mapping]]] = ...) -> None: ...
+
+class SyncWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id", "manifest", "manifest_complete", "files", "deleted_paths", "package_manifest", "packages")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    DELETED_PATHS_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    PACKAGES_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    manifest: _containers.RepeatedCompositeFieldContainer[FileDigest]
+    manifest_complete: bool
+    files: _containers.RepeatedCompositeFieldContainer[WorkspaceFile]
+    deleted_paths: _containers.RepeatedScalarFieldContainer[str]
+    package_manifest: _containers.RepeatedCompositeFieldContainer[FileDigest]
+    packages: _containers.RepeatedCompositeFieldContainer[ApiPackage]
+    def __init__(self, workspace_id: _Optional[str] = ..., manifest: _Optional[_Iterable[_Union[FileDigest, _Mapping]]] = ..., manifest_complete: _Optional[bool] = ..., files: _Optional[_Iterable[_Union[WorkspaceFile, _Mapping]]] = ..., deleted_paths: _Optional[_Iterable[str]] = ..., package_manifest: _Optional[_Iterable[_Union[FileDigest, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[ApiPackage, _Mapping]]] = ...) -> None: ...
+
+class IndexStatus(_message.Message):
+    __slots__ = ("files_indexed", "files_pending", "chunks", "files_skipped", "api_entries")
+    FILES_INDEXED_FIELD_NUMBER: _ClassVar[int]
+    FILES_PENDING_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    FILES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    API_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    files_indexed: int
+    files_pending: int
+    chunks: int
+    files_skipped: int
+    api_entries: int
+    def __init__(self, files_indexed: _Optional[int] = ..., files_pending: _Optional[int] = ..., chunks: _Optional[int] = ..., files_skipped: _Optional[int] = ..., api_entries: _Optional[int] = ...) -> None: ...
+
+class SyncWorkspaceResponse(_message.Message):
+    __slots__ = ("needed_paths", "needed_packages", "status", "rejected")
+    class RejectedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NEEDED_PATHS_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_PACKAGES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    needed_paths: _containers.RepeatedScalarFieldContainer[str]
+    needed_packages: _containers.RepeatedScalarFieldContainer[str]
+    status: IndexStatus
+    rejected: _containers.ScalarMap[str, str]
+    def __init__(self, needed_paths: _Optional[_Iterable[str]] = ..., needed_packages: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[IndexStatus, _Mapping]] = ..., rejected: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SearchApiRequest(_message.Message):
+    __slots__ = ("workspace_id", "query", "limit")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    query: str
+    limit: int
+    def __init__(self, workspace_id: _Optional[str] = ..., query: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ApiHit(_message.Message):
+    __slots__ = ("entry", "score")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    entry: ApiEntry
+    score: float
+    def __init__(self, entry: _Optional[_Union[ApiEntry, _Mapping]] = ..., score: _Optional[float] = ...) -> None: ...
+
+class SearchApiResponse(_message.Message):
+    __slots__ = ("hits", "latency_ms")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[ApiHit]
+    latency_ms: float
+    def __init__(self, hits: _Optional[_Iterable[_Union[ApiHit, _Mapping]]] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+
+class RepairStart(_message.Message):
+    __slots__ = ("workspace_id", "file_path", "language", "text", "start", "end", "failing_test_output", "budget", "unguided", "temperature", "max_tokens")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_PATH_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    FAILING_TEST_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    UNGUIDED_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    file_path: str
+    language: str
+    text: str
+    start: Position
+    end: Position
+    failing_test_output: str
+    budget: int
+    unguided: bool
+    temperature: float
+    max_tokens: int
+    def __init__(self, workspace_id: _Optional[str] = ..., file_path: _Optional[str] = ..., language: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., end: _Optional[_Union[Position, _Mapping]] = ..., failing_test_output: _Optional[str] = ..., budget: _Optional[int] = ..., unguided: _Optional[bool] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+
+class CompletionQuery(_message.Message):
+    __slots__ = ("query_id", "patch_so_far", "resolve_names")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    PATCH_SO_FAR_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    query_id: int
+    patch_so_far: str
+    resolve_names: bool
+    def __init__(self, query_id: _Optional[int] = ..., patch_so_far: _Optional[str] = ..., resolve_names: _Optional[bool] = ...) -> None: ...
+
+class CompletionAnswer(_message.Message):
+    __slots__ = ("query_id", "continuations", "unavailable", "unresolved_names")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTINUATIONS_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UNRESOLVED_NAMES_FIELD_NUMBER: _ClassVar[int]
+    query_id: int
+    continuations: _containers.RepeatedScalarFieldContainer[str]
+    unavailable: bool
+    unresolved_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_id: _Optional[int] = ..., continuations: _Optional[_Iterable[str]] = ..., unavailable: _Optional[bool] = ..., unresolved_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RepairClientMessage(_message.Message):
+    __slots__ = ("start", "answer")
+    START_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    start: RepairStart
+    answer: CompletionAnswer
+    def __init__(self, start: _Optional[_Union[RepairStart, _Mapping]] = ..., answer: _Optional[_Union[CompletionAnswer, _Mapping]] = ...) -> None: ...
+
+class RepairCandidate(_message.Message):
+    __slots__ = ("patch", "score", "parses", "names_resolve", "sample_index")
+    PATCH_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PARSES_FIELD_NUMBER: _ClassVar[int]
+    NAMES_RESOLVE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    patch: str
+    score: float
+    parses: bool
+    names_resolve: bool
+    sample_index: int
+    def __init__(self, patch: _Optional[str] = ..., score: _Optional[float] = ..., parses: _Optional[bool] = ..., names_resolve: _Optional[bool] = ..., sample_index: _Optional[int] = ...) -> None: ...
+
+class RepairProgress(_message.Message):
+    __slots__ = ("samples_done", "budget")
+    SAMPLES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    samples_done: int
+    budget: int
+    def __init__(self, samples_done: _Optional[int] = ..., budget: _Optional[int] = ...) -> None: ...
+
+class RepairDone(_message.Message):
+    __slots__ = ("candidates", "engine_queries", "memo_hits", "trie_prunes", "pruned_tokens", "seconds", "model")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    MEMO_HITS_FIELD_NUMBER: _ClassVar[int]
+    TRIE_PRUNES_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    candidates: int
+    engine_queries: int
+    memo_hits: int
+    trie_prunes: int
+    pruned_tokens: int
+    seconds: float
+    model: str
+    def __init__(self, candidates: _Optional[int] = ..., engine_queries: _Optional[int] = ..., memo_hits: _Optional[int] = ..., trie_prunes: _Optional[int] = ..., pruned_tokens: _Optional[int] = ..., seconds: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
+
+class RepairServerMessage(_message.Message):
+    __slots__ = ("query", "candidate", "progress", "done")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    query: CompletionQuery
+    candidate: RepairCandidate
+    progress: RepairProgress
+    done: RepairDone
+    def __init__(self, query: _Optional[_Union[CompletionQuery, _Mapping]] = ..., candidate: _Optional[_Union[RepairCandidate, _Mapping]] = ..., progress: _Optional[_Union[RepairProgress, _Mapping]] = ..., done: _Optional[_Union[RepairDone, _Mapping]] = ...) -> None: ...

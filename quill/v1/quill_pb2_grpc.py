@@ -45,6 +45,21 @@ class QuillStub:
                 request_serializer=quill_dot_v1_dot_quill__pb2.ReportEventsRequest.SerializeToString,
                 response_deserializer=quill_dot_v1_dot_quill__pb2.ReportEventsResponse.FromString,
                 _registered_method=True)
+        self.SyncWorkspace = channel.unary_unary(
+                '/quill.v1.Quill/SyncWorkspace',
+                request_serializer=quill_dot_v1_dot_quill__pb2.SyncWorkspaceRequest.SerializeToString,
+                response_deserializer=quill_dot_v1_dot_quill__pb2.SyncWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.SearchApi = channel.unary_unary(
+                '/quill.v1.Quill/SearchApi',
+                request_serializer=quill_dot_v1_dot_quill__pb2.SearchApiRequest.SerializeToString,
+                response_deserializer=quill_dot_v1_dot_quill__pb2.SearchApiResponse.FromString,
+                _registered_method=True)
+        self.Repair = channel.stream_stream(
+                '/quill.v1.Quill/Repair',
+                request_serializer=quill_dot_v1_dot_quill__pb2.RepairClientMessage.SerializeToString,
+                response_deserializer=quill_dot_v1_dot_quill__pb2.RepairServerMessage.FromString,
+                _registered_method=True)
 
 
 class QuillServicer:
@@ -66,6 +81,35 @@ class QuillServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncWorkspace(self, request, context):
+        """Keeps serving's copy of a workspace (files for the retrieval index, third-party API entries
+        for the API catalog) in step with the editor's, by content hash: the client sends digests,
+        serving answers which contents it lacks, the client sends those. Indexing runs in the
+        background; every response carries the index status, so polling with an empty request
+        reports progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchApi(self, request, context):
+        """Ranked API entries of a workspace's catalog for a natural-language query or partial name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Repair(self, request_iterator, context):
+        """Guided repair (Repilot). The client opens with RepairStart; serving decodes candidate patches
+        and, whenever it needs the completion engine (which runs next to the user's code, in the
+        language server), sends a CompletionQuery that the client answers with a CompletionAnswer.
+        Candidates stream as they finish; RepairDone ends the stream. Cancelling the call aborts
+        every engine request of the repair.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QuillServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +122,21 @@ def add_QuillServicer_to_server(servicer, server):
                     servicer.ReportEvents,
                     request_deserializer=quill_dot_v1_dot_quill__pb2.ReportEventsRequest.FromString,
                     response_serializer=quill_dot_v1_dot_quill__pb2.ReportEventsResponse.SerializeToString,
+            ),
+            'SyncWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncWorkspace,
+                    request_deserializer=quill_dot_v1_dot_quill__pb2.SyncWorkspaceRequest.FromString,
+                    response_serializer=quill_dot_v1_dot_quill__pb2.SyncWorkspaceResponse.SerializeToString,
+            ),
+            'SearchApi': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchApi,
+                    request_deserializer=quill_dot_v1_dot_quill__pb2.SearchApiRequest.FromString,
+                    response_serializer=quill_dot_v1_dot_quill__pb2.SearchApiResponse.SerializeToString,
+            ),
+            'Repair': grpc.stream_stream_rpc_method_handler(
+                    servicer.Repair,
+                    request_deserializer=quill_dot_v1_dot_quill__pb2.RepairClientMessage.FromString,
+                    response_serializer=quill_dot_v1_dot_quill__pb2.RepairServerMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +193,87 @@ class Quill:
             '/quill.v1.Quill/ReportEvents',
             quill_dot_v1_dot_quill__pb2.ReportEventsRequest.SerializeToString,
             quill_dot_v1_dot_quill__pb2.ReportEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quill.v1.Quill/SyncWorkspace',
+            quill_dot_v1_dot_quill__pb2.SyncWorkspaceRequest.SerializeToString,
+            quill_dot_v1_dot_quill__pb2.SyncWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchApi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quill.v1.Quill/SearchApi',
+            quill_dot_v1_dot_quill__pb2.SearchApiRequest.SerializeToString,
+            quill_dot_v1_dot_quill__pb2.SearchApiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Repair(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/quill.v1.Quill/Repair',
+            quill_dot_v1_dot_quill__pb2.RepairClientMessage.SerializeToString,
+            quill_dot_v1_dot_quill__pb2.RepairServerMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +19,13 @@ class GenerationRequest:
     seed: int | None = None
     # Lower runs first when the engine schedules by priority (single-line before multi-line).
     priority: int = 0
+    # How many top alternatives (with log-probabilities) to return per generated token; None
+    # returns none. Guided decoders use them to pick the next feasible token without a new call.
+    logprobs: int | None = None
+    # Added to the logits of these token ids at every step (-100 bans a token in practice).
+    logit_bias: Mapping[int, float] | None = None
+    # When set, only these token ids may be generated (constrained decoding).
+    allowed_token_ids: Sequence[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,10 @@ class EngineOutput:
     finish_reason: str | None = None
     # Seconds the request waited in the engine's queue before it was scheduled, once known.
     queue_wait_s: float | None = None
+    # The new tokens of this step, and, when the request asked for logprobs, for each of them
+    # the top alternatives {token id: log-probability} including the token chosen.
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[Mapping[int, float], ...] = ()
 
 
 class Engine(Protocol):
@@ -49,6 +60,10 @@ class Engine(Protocol):
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, without special tokens."""
+        ...
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of `token_ids`, without special tokens."""
         ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]: ...

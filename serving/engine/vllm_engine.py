@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,16 @@ def _queue_wait(out: Any) -> float | None:
     return None
 
 
+def _top_logprobs(step_logprobs: Any) -> tuple[Mapping[int, float], ...]:
+    """vLLM's per-token {id: Logprob} dicts as plain {id: float} (empty unless requested)."""
+    if not step_logprobs:
+        return ()
+    return tuple(
+        {int(token): float(entry.logprob) for token, entry in step.items()}
+        for step in step_logprobs
+    )
+
+
 class VllmEngine:
     """vLLM's AsyncLLM running in this process (its engine core runs in a child process)."""
 
@@ -109,6 +119,9 @@ class VllmEngine:
     def encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(token_ids), skip_special_tokens=True))
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -121,6 +134,11 @@ class VllmEngine:
             ignore_eos=request.ignore_eos,
             seed=request.seed,
             output_kind=RequestOutputKind.DELTA,
+            logprobs=request.logprobs,
+            logit_bias=dict(request.logit_bias) if request.logit_bias else None,
+            allowed_token_ids=(
+                list(request.allowed_token_ids) if request.allowed_token_ids is not None else None
+            ),
         )
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
         # AsyncLLM.generate aborts the engine request when this generator is closed or
@@ -135,6 +153,8 @@ class VllmEngine:
                 finished=out.finished,
                 finish_reason=completion.finish_reason if out.finished else None,
                 queue_wait_s=_queue_wait(out),
+                token_ids=tuple(completion.token_ids),
+                logprobs=_top_logprobs(completion.logprobs),
             )
 
     async def check_health(self) -> None:
