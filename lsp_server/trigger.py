@@ -13,29 +13,14 @@ Grammars load lazily on first use, so the language server still starts without t
 
 from __future__ import annotations
 
-import importlib
 import logging
-from functools import cache
-from typing import Any
 
 from lsp_server.documents import CursorContext
+from quill.treesitter import parser_for
 from quill.v1 import quill_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
-# LSP language id -> (grammar module, its language function).
-_GRAMMARS = {
-    "python": ("tree_sitter_python", "language"),
-    "javascript": ("tree_sitter_javascript", "language"),
-    "javascriptreact": ("tree_sitter_javascript", "language"),
-    "typescript": ("tree_sitter_typescript", "language_typescript"),
-    "typescriptreact": ("tree_sitter_typescript", "language_tsx"),
-    "go": ("tree_sitter_go", "language"),
-    "rust": ("tree_sitter_rust", "language"),
-    "java": ("tree_sitter_java", "language"),
-    "c": ("tree_sitter_c", "language"),
-    "cpp": ("tree_sitter_cpp", "language"),
-}
 # Nodes whose ':' or '{' starts a block of statements or members (not a literal or a type).
 _SCOPE_NODES = frozenset(
     {
@@ -64,23 +49,6 @@ _OPENERS = (":", "{")
 _CLOSERS = ("}", ")", "]")
 
 
-@cache
-def _parser(language_id: str) -> Any | None:
-    spec = _GRAMMARS.get(language_id)
-    if spec is None:
-        return None
-    try:
-        from tree_sitter import Language, Parser
-
-        module = importlib.import_module(spec[0])
-        return Parser(Language(getattr(module, spec[1])()))
-    except (ImportError, AttributeError, ValueError) as error:
-        logger.info(
-            "no tree-sitter grammar for %s (%s); using indentation rules", language_id, error
-        )
-        return None
-
-
 def choose_mode(setting: str, language_id: str, context: CursorContext) -> pb.CompletionMode:
     if setting == "single":
         return pb.COMPLETION_MODE_SINGLE_LINE
@@ -99,7 +67,7 @@ def choose_mode(setting: str, language_id: str, context: CursorContext) -> pb.Co
 
 
 def _opens_scope(language_id: str, context: CursorContext, before: str) -> bool:
-    parser = _parser(language_id)
+    parser = parser_for(language_id)
     if parser is None:
         return True  # indentation rules: a line ending in ':' or '{' opens a block
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lsp_server.documents import CursorContext
-from lsp_server.trigger import _parser, choose_mode
+from lsp_server.trigger import choose_mode
+from quill.treesitter import parser_for
 from quill.v1 import quill_pb2 as pb
 
 SINGLE, MULTI = pb.COMPLETION_MODE_SINGLE_LINE, pb.COMPLETION_MODE_MULTI_LINE
@@ -63,7 +64,7 @@ CASES = [
 
 @pytest.mark.parametrize(("language", "text", "expected"), CASES)
 def test_mode(language: str, text: str, expected: int) -> None:
-    assert _parser(language) is not None, f"grammar for {language} should be installed"
+    assert parser_for(language) is not None, f"grammar for {language} should be installed"
     assert choose_mode("auto", language, context(text)) == expected
 
 
@@ -73,7 +74,7 @@ def test_settings_force_a_mode() -> None:
 
 
 def test_no_grammar_falls_back_to_indentation() -> None:
-    assert _parser("cobol") is None
+    assert parser_for("cobol") is None
     assert choose_mode("auto", "cobol", context("PROCEDURE DIVISION:‸")) == MULTI
     assert choose_mode("auto", "", context("x = 1‸")) == SINGLE
 
