@@ -18,14 +18,10 @@ from serving.errors import InvalidRequestError
 from serving.events import new_record
 from serving.fim import FimTemplate
 from serving.postprocess import (
-    current_line_prefix,
+    BlockCutter,
     current_line_suffix,
-    finish_multi_line,
     finish_single_line,
-    multi_line_block_end,
     split_blank_line,
-    suffix_overlap_start,
-    trim_suffix_overlap,
     visible_text,
 )
 from serving.prompt import prompt_token_budget
@@ -94,7 +90,7 @@ class CompletionService:
         prompt_ids, _ = self._template.token_ids(
             prompt_prefix, request.suffix, self._engine.encode, budget
         )
-        line_prefix = current_line_prefix(request.prefix)
+        block = BlockCutter(request.prefix, request.suffix, request.language)
         line_suffix = current_line_suffix(request.suffix)
         suggestion_id = uuid.uuid4().hex
         generation = GenerationRequest(
@@ -134,10 +130,7 @@ class CompletionService:
                     continue
                 raw = seen
                 if multi:
-                    end = multi_line_block_end(raw, line_prefix)
-                    overlap = suffix_overlap_start(raw, request.suffix)
-                    if overlap is not None and (end is None or overlap < end):
-                        end = overlap
+                    end = block.end(raw)
                     if end is not None:
                         # The block is complete: stop generating (closing the stream aborts it).
                         raw = raw[:end]
@@ -153,7 +146,19 @@ class CompletionService:
                         raw = raw[:newline]
                     ready = len(raw)
                 if ready > emitted:
-                    yield pb.CompleteResponse(delta=pb.TextDelta(text=raw[emitted:ready]))
+                    if multi and not emitted:
+                        # Shown before generation ends (the first line, early): acceptance
+                        # events may come for it before the final text is known.
+                        self._registry.add(
+                            suggestion_id, new_record(request.language, mode_name, ready)
+                        )
+                    yield pb.CompleteResponse(
+                        delta=pb.TextDelta(
+                            text=raw[emitted:ready],
+                            suggestion_id=suggestion_id,
+                            completion_tokens=tokens,
+                        )
+                    )
                     emitted = ready
                 if not multi and line_done:
                     finish_reason = "stop"
@@ -180,15 +185,15 @@ class CompletionService:
             metrics.COMPLETIONS.labels(mode_name, outcome).inc()
 
         decoded = time.perf_counter()
-        if multi:
-            text = trim_suffix_overlap(finish_multi_line(raw, line_prefix), request.suffix)
-        else:
-            text = finish_single_line(raw, line_suffix)
+        text = block.finish(raw) if multi else finish_single_line(raw, line_suffix)
         if len(text) < len(raw.rstrip()) and finish_reason != "truncated":
             finish_reason = "truncated"
         done = time.perf_counter()
         first = first_output or decoded
-        if text:
+        registered = self._registry.get(suggestion_id)
+        if registered is not None:
+            registered.length = len(text)
+        elif text:
             self._registry.add(suggestion_id, new_record(request.language, mode_name, len(text)))
         if queue_wait_s is not None:
             metrics.STAGE_DURATION.labels("queue_wait").observe(queue_wait_s)

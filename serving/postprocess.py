@@ -2,12 +2,19 @@
 
 Single-line: the engine stops at the newline; here the tail that repeats what already follows
 the cursor on that line is removed. Multi-line: the suggestion ends where the block it started
-ends, judged by indentation, so it never runs into the code below the cursor.
+ends (`BlockCutter`: by syntax with tree-sitter where the language has a grammar and the code
+parses, by indentation otherwise), or where it starts repeating the code below the cursor.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from typing import Any
+
+from quill.treesitter import parser_for
+
+logger = logging.getLogger(__name__)
 
 _SCOPE_OPENERS = (":", "{", "(", "[")
 
@@ -146,3 +153,250 @@ def suffix_overlap_start(text: str, suffix: str, complete_lines_only: bool = Tru
 def trim_suffix_overlap(text: str, suffix: str) -> str:
     start = suffix_overlap_start(text, suffix, complete_lines_only=False)
     return text if start is None else text[:start].rstrip()
+
+
+# Nodes that hold a sequence of statements or members: the block a suggestion written on a
+# blank line (or forced multi-line mid-statement) belongs to.
+_BLOCK_NODES = frozenset(
+    {
+        "block", "module", "statement_block", "program", "class_body", "switch_case",
+        "switch_default", "compound_statement", "translation_unit", "field_declaration_list",
+        "declaration_list", "source_file", "interface_body", "enum_body", "constructor_body",
+        "switch_block_statement_group", "expression_case", "default_case", "type_case",
+        "communication_case", "case_statement", "match_block",
+    }
+)  # fmt: skip
+_ROOT_NODES = frozenset({"module", "program", "translation_unit", "source_file"})
+
+
+def _settled(line: str) -> bool:
+    """Whether a partial line shows enough to judge it: its first token is complete. A line
+    starting `el` may become `else:` (which continues an `if`), so it cannot end a block yet."""
+    stripped = line.strip()
+    if not stripped:
+        return False
+    if not (stripped[0].isalnum() or stripped[0] == "_"):
+        return True
+    return any(not (ch.isalnum() or ch == "_") for ch in stripped)
+
+
+class BlockCutter:
+    """Where a multi-line suggestion ends, judged as it streams.
+
+    After a line that opens a scope (`:` or `{` at the cursor), the suggestion is the body and
+    ends with the statement that line belongs to (an `if` keeps its `else`); in brace languages
+    the closing `}` line is included unless the suffix already closes that block. Elsewhere (a
+    blank line, or mid-statement in forced multi-line mode) it is the rest of the enclosing
+    block: it stops before the line that closes or dedents out of it. Syntax decides where a
+    grammar exists and the code around the block parses; indentation decides otherwise. Lines
+    repeating the first line of the suffix end it too (models without fill-in-the-middle write
+    the code below the cursor again).
+    """
+
+    def __init__(self, prefix: str, suffix: str, language: str) -> None:
+        self._prefix = prefix
+        self._suffix = suffix
+        self._line_prefix = current_line_prefix(prefix)
+        self._parser = parser_for(language)
+        self._prefix_bytes = prefix.encode("utf-8", "surrogatepass")
+        before = self._line_prefix.rstrip()
+        self._opener = before[-1] if before.endswith((":", "{")) else ""
+        line_start = len(self._prefix_bytes) - len(
+            self._line_prefix.encode("utf-8", "surrogatepass")
+        )
+        self._line_start = line_start
+        self._opener_at = line_start + len(before.encode("utf-8", "surrogatepass")) - 1
+        self._closed_in_suffix = self._opener == "{" and self._suffix_closes_block()
+        self._cache: tuple[tuple[int, bool], int | None] | None = None
+
+    def end(self, text: str) -> int | None:
+        """While streaming: the index in `text` where the suggestion ends, or None while that is
+        not decided yet. Only complete lines are judged, and a partial line once its first
+        token is complete."""
+        last_newline = text.rfind("\n")
+        key = (last_newline, _settled(text[last_newline + 1 :]))
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        judged = text if key[1] else text[: last_newline + 1]
+        end = self._block_end(judged, final=False)
+        overlap = suffix_overlap_start(text, self._suffix)
+        if overlap is not None and (end is None or overlap < end):
+            end = overlap
+        self._cache = (key, end)
+        return end
+
+    def finish(self, text: str) -> str:
+        """The suggestion once generation is over."""
+        end = self._block_end(text, final=True)
+        if end is not None:
+            text = text[:end]
+        return trim_suffix_overlap(text.rstrip(), self._suffix)
+
+    # --- deciding ---------------------------------------------------------------------------
+
+    def _block_end(self, text: str, final: bool) -> int | None:
+        syntax_end = self._syntax_end(text, final)
+        if syntax_end is not False:
+            return syntax_end  # type: ignore[return-value]
+        return multi_line_block_end(text, self._line_prefix)
+
+    def _syntax_end(self, text: str, final: bool) -> int | None | bool:
+        """The block end by syntax; None while undecided; False when syntax cannot tell (no
+        grammar, or the code around the block does not parse) and indentation must."""
+        if self._parser is None:
+            return False
+        try:
+            source = self._prefix_bytes + text.encode("utf-8", "surrogatepass")
+            tree = self._parser.parse(source)
+            if self._opener:
+                end = self._opened_block_end(tree.root_node, source)
+            else:
+                end = self._enclosing_block_end(tree.root_node, source, text)
+        except Exception:  # noqa: BLE001 - a parser failure must never cost the suggestion
+            logger.debug("tree-sitter failed; using indentation", exc_info=True)
+            return False
+        if end is None or end is False:
+            return end
+        assert isinstance(end, int)
+        position = self._char_index(source, end)
+        if position >= len(text.rstrip()):
+            return None  # the block reaches the end of what is written so far
+        if not final:
+            line_rest = text[position:].split("\n", 1)[0]
+            if not text[position:].strip() or line_rest.strip():
+                # Nothing written after the block yet, or code right after it on the same line
+                # (`} else {`, `});`) that may still turn out to belong to it.
+                return None
+        return position
+
+    def _char_index(self, source: bytes, byte_offset: int) -> int:
+        start = len(self._prefix_bytes)
+        return len(source[start:byte_offset].decode("utf-8", "surrogatepass"))
+
+    def _opened_block_end(self, root: Any, source: bytes) -> int | None | bool:
+        token = root.descendant_for_byte_range(self._opener_at, self._opener_at + 1)
+        if token is None or token.type != self._opener or token.parent is None:
+            return False
+        cursor = len(self._prefix_bytes)
+        if self._opener == "{":
+            block = token.parent
+            statement = block.parent
+        else:
+            block = token.next_named_sibling
+            while block is not None and block.type == "comment":
+                block = block.next_named_sibling
+            statement = token.parent
+            if block is not None and block.type == "ERROR":
+                return _unusable(block, source)  # e.g. an unterminated string in the body
+            if block is None or block.type != "block":
+                return False
+        if statement is None or statement.type == "ERROR":
+            return False
+        if block.has_error:
+            return _unusable(block, source)
+        if self._opener == "{":
+            closing = block.children[-1]
+            if closing.type != "}" or closing.is_missing:
+                return None
+            if self._closed_in_suffix:
+                return self._line_begin(source, closing.start_byte, cursor)
+        elif block.end_byte <= cursor:
+            return None  # no body yet
+        # The statement this line belongs to, e.g. the `if` whose `else` may follow.
+        while (
+            statement.parent is not None
+            and statement.parent.type not in _ROOT_NODES
+            and statement.parent.start_byte >= self._line_start
+        ):
+            statement = statement.parent
+        if statement.has_error:
+            return _unusable(statement, source)
+        return self._line_end(source, statement.end_byte)
+
+    def _enclosing_block_end(self, root: Any, source: bytes, text: str) -> int | None | bool:
+        first = len(text) - len(text.lstrip())
+        if first == len(text):
+            return None
+        cursor = len(self._prefix_bytes)
+        at = cursor + len(text[:first].encode("utf-8", "surrogatepass"))
+        node = root.descendant_for_byte_range(at, at + 1)
+        while node is not None and node.type not in _BLOCK_NODES:
+            node = node.parent
+        if node is None:
+            return False
+        if node.has_error:
+            return _unusable(node, source)
+        if node.type in _ROOT_NODES:
+            return None  # top level: no block ends
+        closing = node.children[-1] if node.children else None
+        if closing is not None and closing.type == "}":
+            # The block was opened before the cursor: its brace is the code below, not ours.
+            return self._line_begin(source, closing.start_byte, cursor)
+        return self._line_end(source, node.end_byte)
+
+    @staticmethod
+    def _line_begin(source: bytes, byte_offset: int, floor: int) -> int:
+        """Where to cut to drop the line holding `byte_offset` if only blanks precede it on
+        that line (else cut right there)."""
+        newline = source.rfind(b"\n", floor, byte_offset)
+        if newline >= 0 and not source[newline + 1 : byte_offset].strip():
+            return newline
+        if newline < 0 and not source[floor:byte_offset].strip():
+            return floor
+        return byte_offset
+
+    @staticmethod
+    def _line_end(source: bytes, byte_offset: int) -> int:
+        """Extend an end to its line end when only blanks (or the `;` that ends a C `struct`
+        declaration) follow on that line."""
+        newline = source.find(b"\n", byte_offset)
+        stop = len(source) if newline < 0 else newline
+        return stop if source[byte_offset:stop].strip() in (b"", b";") else byte_offset
+
+    def _suffix_closes_block(self) -> bool:
+        """Whether the `{` at the cursor is already closed in the code below it."""
+        if self._parser is None:
+            return _suffix_starts_with_closer(self._suffix, self._line_prefix)
+        try:
+            source = self._prefix_bytes + self._suffix.encode("utf-8", "surrogatepass")
+            tree = self._parser.parse(source)
+            token = tree.root_node.descendant_for_byte_range(self._opener_at, self._opener_at + 1)
+            if token is None or token.type != "{" or token.parent is None:
+                return _suffix_starts_with_closer(self._suffix, self._line_prefix)
+            closing = token.parent.children[-1]
+            return closing.type == "}" and not closing.is_missing
+        except Exception:  # noqa: BLE001
+            logger.debug("tree-sitter failed on the suffix", exc_info=True)
+            return _suffix_starts_with_closer(self._suffix, self._line_prefix)
+
+
+# Tokens that leave a construct open when an ERROR ends with them (an unterminated string).
+_OPEN_TOKENS = frozenset({"string_start", "(", "[", "{", '"', "'", "`", "template_string"})
+
+
+def _unusable(node: Any, source: bytes) -> None | bool:
+    """For a node with parse errors: None (undecided) when the code is merely unfinished (a
+    missing `}` at the end, an unterminated string), False (let indentation judge) when it is
+    broken."""
+    end = len(source.rstrip())
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.is_missing and current.start_byte >= end:
+            return None
+        if current.type == "ERROR":
+            if current.end_byte >= end:
+                return None
+            last = current.children[-1] if current.children else None
+            if last is not None and last.type in _OPEN_TOKENS:
+                return None
+        stack.extend(child for child in current.children if child.has_error or child.is_missing)
+    return False
+
+
+def _suffix_starts_with_closer(suffix: str, line_prefix: str) -> bool:
+    """Indentation rule: the first code line below is a `}` at the opener line's indentation."""
+    for line in suffix.split("\n")[1:]:
+        if line.strip():
+            return line.lstrip().startswith("}") and _indent(line) == _indent(line_prefix)
+    return False

@@ -109,10 +109,14 @@ class ToolCall(_message.Message):
     def __init__(self, trigger: _Optional[str] = ..., query: _Optional[str] = ..., results: _Optional[_Iterable[str]] = ..., latency_ms: _Optional[float] = ..., outcome: _Optional[str] = ...) -> None: ...
 
 class TextDelta(_message.Message):
-    __slots__ = ("text",)
+    __slots__ = ("text", "suggestion_id", "completion_tokens")
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTION_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     text: str
-    def __init__(self, text: _Optional[str] = ...) -> None: ...
+    suggestion_id: str
+    completion_tokens: int
+    def __init__(self, text: _Optional[str] = ..., suggestion_id: _Optional[str] = ..., completion_tokens: _Optional[int] = ...) -> None: ...
 
 class StageTimings(_message.Message):
     __slots__ = ("prompt_build_ms", "time_to_first_token_ms", "decode_ms", "postprocess_ms", "total_ms", "queue_wait_ms")
