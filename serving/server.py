@@ -26,7 +26,10 @@ from serving.engine.base import Engine
 from serving.errors import EngineNotReadyError, ErrorInterceptor
 from serving.events import EventRecorder
 from serving.fim import choose_template
+from serving.repair.service import RepairService
+from serving.retrieval_context import PromptRetriever
 from serving.suggestions import SuggestionRegistry
+from serving.workspaces import registry_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self._completion: CompletionService | None = None
         self._suggestions = SuggestionRegistry()
         self._events = EventRecorder(self._suggestions)
+        # Synced workspace files and their retrieval indices (serving/workspaces.py).
+        self._workspaces = registry_from_config(config.retrieval)
+        self._repair: RepairService | None = None
 
     def attach_engine(self, engine: Engine) -> None:
         template = choose_template(
@@ -54,8 +60,13 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         )
         logger.info("prompt template: %s", template.name)
         self._completion = CompletionService(
-            engine, self._config.completion, self._suggestions, template
+            engine,
+            self._config.completion,
+            self._suggestions,
+            template,
+            workspaces=PromptRetriever(self._workspaces, self._config.retrieval),
         )
+        self._repair = RepairService(engine, self._config.repair)
 
     async def Complete(  # noqa: N802 - the gRPC method name
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
@@ -64,6 +75,26 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
             raise EngineNotReadyError("the engine is still loading")
         async for response in self._completion.complete(request, context):
             yield response
+
+    async def Repair(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[pb.RepairClientMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.RepairServerMessage]:
+        if self._repair is None:
+            raise EngineNotReadyError("the engine is still loading")
+        async for message in self._repair.repair(request_iterator, context):
+            yield message
+
+    async def SyncWorkspace(  # noqa: N802
+        self, request: pb.SyncWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SyncWorkspaceResponse:
+        # Needs no engine: editors sync while the model is still loading.
+        return await self._workspaces.sync(request)
+
+    async def close(self) -> None:
+        """Save what is indexed and stop background work (on shutdown)."""
+        await self._workspaces.close()
 
     async def ReportEvents(  # noqa: N802
         self, request: pb.ReportEventsRequest, context: grpc.aio.ServicerContext
@@ -137,6 +168,7 @@ async def serve(
         metrics.ENGINE_READY.set(0)
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace_s)
+        await servicer.close()
         if engine is None and loading.done() and not loading.cancelled():
             with contextlib.suppress(BaseException):
                 engine = loading.result()

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import keyword
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from serving.engine.base import EngineOutput, GenerationRequest
 
 
+class _AlwaysHealthy:
+    async def check_health(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+
 @dataclass
-class ScriptedEngine:
+class ScriptedEngine(_AlwaysHealthy):
     """Streams `chunks` one per step, `step_delay_s` apart, and records what happened."""
 
     chunks: list[str] = field(default_factory=lambda: ["return", " a", " +", " b"])
@@ -55,8 +65,104 @@ class ScriptedEngine:
             if not done:
                 self.aborted.append(request.request_id)
 
-    async def check_health(self) -> None:
-        return None
 
-    def shutdown(self) -> None:
-        return None
+# Next-token choices for the text so far (prompt and generated): (token text, logprob), best
+# first. An empty list ends the sequence (end of text).
+TokenScript = Callable[[str], list[tuple[str, float]]]
+
+
+@dataclass
+class TokenScriptedEngine(_AlwaysHealthy):
+    """Token-level fake for decoders that use token ids, logprobs and logit bias.
+
+    Each step picks the best scripted choice that the request's logit bias does not ban (-100)
+    and reports the remaining choices as its top alternatives. Token ids come from a vocabulary
+    grown on demand; `encode` matches the longest known token first.
+    """
+
+    script: TokenScript
+    step_delay_s: float = 0.0
+    model_name: str = "token-scripted"
+    max_model_len: int = 4096
+    eos_id: int = 0
+    requests: list[GenerationRequest] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+    steps_generated: int = 0
+    _vocab: list[str] = field(default_factory=lambda: [""])
+    _ids: dict[str, int] = field(default_factory=lambda: {"": 0})
+
+    def token_id(self, token: str) -> int:
+        if token not in self._ids:
+            self._ids[token] = len(self._vocab)
+            self._vocab.append(token)
+        return self._ids[token]
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = []
+        index = 0
+        while index < len(text):
+            size = max((len(t) for t in self._ids if t and text.startswith(t, index)), default=1)
+            ids.append(self.token_id(text[index : index + size]))
+            index += size
+        return ids
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return "".join(self._vocab[t] for t in token_ids)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
+        self.requests.append(request)
+        bias = request.logit_bias or {}
+        ids = list(request.prompt_token_ids)
+        done = False
+        try:
+            for produced in range(1, request.max_tokens + 1):
+                await asyncio.sleep(self.step_delay_s)
+                self.steps_generated += 1
+                choices = [
+                    (self.token_id(token), logprob)
+                    for token, logprob in self.script(self.decode(ids))
+                ]
+                allowed = [(t, lp) for t, lp in choices if bias.get(t, 0.0) > -100]
+                token, _ = allowed[0] if allowed else (self.eos_id, 0.0)
+                top = dict(allowed[: (request.logprobs or 0) + 1]) if request.logprobs else {}
+                if token == self.eos_id:
+                    top.setdefault(self.eos_id, 0.0)
+                ids.append(token)
+                ended = token == self.eos_id
+                last = ended or produced >= request.max_tokens
+                yield EngineOutput(
+                    text_delta=self._vocab[token],
+                    new_token_count=1,
+                    finished=last,
+                    finish_reason=("stop" if ended else "length") if last else None,
+                    token_ids=(token,),
+                    logprobs=(top,) if request.logprobs else (),
+                )
+                if last:
+                    break
+            done = True
+        finally:
+            if not done:
+                self.aborted.append(request.request_id)
+
+
+@dataclass
+class ScriptedCompletionEngine:
+    """A completion engine for repair tests: completes the identifier at the end of the patch
+    from a flat set of known names (no scopes, no attributes), the way serving asks it."""
+
+    names: tuple[str, ...] = ("result", "items", "total", "sum", "len")
+    unavailable: bool = False
+    queries: list[str] = field(default_factory=list)
+
+    async def continuations(self, patch_so_far: str) -> list[str] | None:
+        self.queries.append(patch_so_far)
+        if self.unavailable:
+            return None
+        match = re.search(r"[\w.]*$", patch_so_far)
+        partial = (match.group() if match else "").rsplit(".", 1)[-1]
+        return [name[len(partial) :] for name in self.names if name.startswith(partial)]
+
+    async def unresolved_names(self, patch: str) -> list[str] | None:
+        names = re.findall(r"[A-Za-z_]\w*", patch)
+        return [n for n in names if n not in self.names and not keyword.iskeyword(n)]

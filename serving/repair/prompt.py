@@ -1,0 +1,82 @@
+"""The repair prompt for a prefix-only model, and splicing a patch back into the file.
+
+SmolLM2 has no fill-in-the-middle tokens, so the prompt is the file up to the region. Two styles:
+- "regenerate": the model writes the region's lines afresh after the code before them;
+- "hint": the buggy lines are shown first as comments ("# buggy: ..."), then "# fixed:", so the
+  model edits rather than invents (measured in docs/benchmarks.md).
+The failing test output, when given, goes in as comment lines just before the region.
+The region's first-line indentation is part of the prompt (minus one space, so the model's first
+token is the natural " word" token), and so part of every patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+PROMPT_STYLES = ("regenerate", "hint")
+_MAX_FAILURE_LINES = 6
+_MAX_FAILURE_LINE_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Region:
+    """Whole lines start..end (zero-based, inclusive) of a file split at "\n"."""
+
+    lines: tuple[str, ...]
+    start: int
+    end: int
+
+    @property
+    def original(self) -> str:
+        return "\n".join(self.lines[self.start : self.end + 1])
+
+    @property
+    def line_count(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def indentation(self) -> str:
+        first = self.lines[self.start]
+        return first[: len(first) - len(first.lstrip())]
+
+    def splice(self, patch: str) -> str:
+        """The file with the region replaced by `patch` (the protocol's rule for queries too)."""
+        return "\n".join([*self.lines[: self.start], patch, *self.lines[self.end + 1 :]])
+
+
+@dataclass(frozen=True)
+class RepairPrompt:
+    token_ids: list[int]
+    # Patch text that is already the end of the prompt (the first line's indentation).
+    head: str
+
+
+def build_prompt(
+    region: Region,
+    failing_test_output: str,
+    style: str,
+    encode: Callable[[str], list[int]],
+    budget_tokens: int,
+) -> RepairPrompt:
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown repair prompt style {style!r}; known: {PROMPT_STYLES}")
+    indent = region.indentation
+    head = indent[:-1] if indent.endswith(" ") else indent
+    notes = [
+        f"{indent}# error: {line.strip()[:_MAX_FAILURE_LINE_CHARS]}"
+        for line in failing_test_output.strip().splitlines()[-_MAX_FAILURE_LINES:]
+        if line.strip()
+    ]
+    if style == "hint":
+        notes += [
+            f"{indent}# buggy: {line.strip()}"
+            for line in region.lines[region.start : region.end + 1]
+        ]
+        notes.append(f"{indent}# fixed:")
+    before = list(region.lines[: region.start])
+    text = "\n".join([*before, *notes, head])
+    # An empty prompt (region at the top of the file, nothing before it) is not a prompt.
+    ids = encode(text) or encode("\n")
+    # Keep the end of the file: the code right before the region matters most.
+    return RepairPrompt(token_ids=ids[-budget_tokens:], head=head)

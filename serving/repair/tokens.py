@@ -1,0 +1,79 @@
+"""Which generated tokens the completion engine must judge (Repilot's rule, made Python-aware).
+
+Repilot asks the engine only about tokens that can start or extend an identifier: their last
+character is alphanumeric, '_' or '.'. Keywords are accepted without asking. For Python we also
+accept, without asking, what a completion engine cannot know about: text inside a string or a
+comment, number literals, and names being bound (after `for`, `def`, `as`, `lambda`...), which do
+not exist yet when they are typed.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+_IDENTIFIER_TAIL = re.compile(r"[A-Za-z0-9_.]*$")
+# A name being bound: the engine cannot complete what the patch is about to define.
+_BINDING = re.compile(
+    r"(?:\b(?:for|def|class|as|global|nonlocal|import|except)\s+(?:[\w.]+\s*,\s*|\(\s*)*"
+    r"|\blambda\b[^:]*)[\w]*$"
+)
+_KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+
+
+def extends_identifier(token: str) -> bool:
+    """Repilot's rule: the token's last character could be part of a (dotted) name."""
+    return bool(token) and (token[-1].isalnum() or token[-1] in "_.")
+
+
+def needs_engine(patch_so_far: str, token: str, language: str) -> bool:
+    """True when appending `token` to `patch_so_far` must be checked by the completion engine."""
+    if not extends_identifier(token):
+        return False
+    if token.strip() in _KEYWORDS:
+        return False
+    if language != "python":
+        return True
+    line = (patch_so_far + token).rsplit("\n", 1)[-1]
+    if _in_string_or_comment(line):
+        return False
+    word = _IDENTIFIER_TAIL.search(line)
+    tail = word.group() if word else ""
+    if not tail or tail[0].isdigit() or tail.rsplit(".", 1)[-1] in _KEYWORDS:
+        return False
+    head = line[: len(line) - len(tail)]
+    if head.endswith(("'", '"')) or (head and head[-1].isdigit()):
+        return False
+    return _BINDING.search(line) is None
+
+
+def _in_string_or_comment(line: str) -> bool:
+    """Whether the end of `line` is inside a string literal or a comment (one line, no state)."""
+    quote = ""
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif line.startswith(quote, index):
+                index += len(quote) - 1
+                quote = ""
+        elif char == "#":
+            return True
+        elif char in "'\"":
+            quote = char * 3 if line.startswith(char * 3, index) else char
+            index += len(quote) - 1
+        index += 1
+    return bool(quote)
+
+
+def common_prefix(continuations: list[str]) -> str:
+    """The text every continuation starts with ("" when one of them is empty)."""
+    if not continuations:
+        return ""
+    first, last = min(continuations), max(continuations)
+    size = 0
+    while size < len(first) and first[size] == last[size]:
+        size += 1
+    return first[:size]
