@@ -1,0 +1,127 @@
+"""API search over each workspace's catalog: the SearchApi RPC and the tools of generation.
+
+Catalogs are built on first use (in worker threads: extraction and embedding are CPU work) and
+then follow the workspace's syncs through its change listener. A workspace serving does not
+know (or no workspace id) searches the standard library alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quill.v1 import quill_pb2 as pb
+from serving.api_search.catalog import WorkspaceCatalog
+from serving.api_search.index import ScoredEntry
+from serving.api_search.stdlib import load_stdlib
+from serving.errors import InvalidRequestError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ApiSearchConfig:
+    # Hits returned when the request's limit is 0; requests above max_limit are refused.
+    default_limit: int = 10
+    max_limit: int = 100
+    # Longer queries are refused with INVALID_ARGUMENT (a query is a phrase or a name).
+    max_query_chars: int = 1000
+
+
+def validate_query(query: str, limit: int, config: ApiSearchConfig) -> None:
+    if not query.strip():
+        raise InvalidRequestError("the API search query is empty")
+    if len(query) > config.max_query_chars:
+        raise InvalidRequestError(
+            f"the API search query is {len(query)} characters; the limit is "
+            f"{config.max_query_chars}"
+        )
+    if "\x00" in query:
+        raise InvalidRequestError("the API search query contains NUL characters")
+    if limit > config.max_limit:
+        raise InvalidRequestError(f"limit {limit} exceeds the maximum {config.max_limit}")
+
+
+class ApiSearchService:
+    """Owns one catalog per workspace.
+
+    `embedder()` returns the shared retrieval.embedding.Embedder (loaded on first call);
+    `workspaces` is serving.workspaces.WorkspaceRegistry (None: stdlib only).
+    """
+
+    def __init__(
+        self,
+        embedder: Callable[[], Any],
+        cache_dir: Path,
+        workspaces: Any | None = None,
+        config: ApiSearchConfig | None = None,
+    ) -> None:
+        self._embedder = embedder
+        self._cache_dir = cache_dir
+        self._workspaces = workspaces
+        self.config = config or ApiSearchConfig()
+        self._catalogs: dict[str, WorkspaceCatalog] = {}
+        self._building: dict[str, asyncio.Task[WorkspaceCatalog]] = {}
+        self._stdlib: tuple[list[pb.ApiEntry], np.ndarray] | None = None
+
+    def _encode(self, texts: Any) -> np.ndarray:
+        return self._embedder().encode(texts)  # type: ignore[no-any-return]
+
+    def _build(self, workspace: Any | None) -> WorkspaceCatalog:
+        embedder = self._embedder()
+        if self._stdlib is None:
+            model_id = str(getattr(embedder, "model_path", type(embedder).__name__))
+            self._stdlib = load_stdlib(self._cache_dir, embedder.encode, model_id)
+        catalog = WorkspaceCatalog(embedder.encode, embedder.dimension, self._stdlib)
+        if workspace is not None:
+            catalog.load(workspace)
+        return catalog
+
+    async def catalog(self, workspace_id: str) -> WorkspaceCatalog:
+        workspace = self._workspaces.get(workspace_id) if self._workspaces else None
+        key = workspace_id if workspace is not None else ""
+        if key in self._catalogs:
+            return self._catalogs[key]
+        task = self._building.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._create(key, workspace))
+            self._building[key] = task
+        return await asyncio.shield(task)
+
+    async def _create(self, key: str, workspace: Any | None) -> WorkspaceCatalog:
+        try:
+            catalog = await asyncio.to_thread(self._build, workspace)
+        finally:
+            self._building.pop(key, None)
+        if workspace is not None:
+
+            def on_change(change: Any) -> None:
+                # Called on the event loop after each sync; the work runs in threads.
+                asyncio.ensure_future(catalog.apply(workspace, change))
+
+            workspace.add_listener(on_change)
+        self._catalogs[key] = catalog
+        logger.info("API catalog ready: %d entries", len(catalog.index))
+        return catalog
+
+    async def search(self, workspace_id: str, query: str, limit: int) -> list[ScoredEntry]:
+        """Best entries for `query` (validated; raises InvalidRequestError on bad input)."""
+        validate_query(query, limit, self.config)
+        catalog = await self.catalog(workspace_id)
+        vector = (await asyncio.to_thread(self._encode, [query]))[0]
+        return catalog.search(query, vector, limit or self.config.default_limit)
+
+    async def handle(self, request: pb.SearchApiRequest) -> pb.SearchApiResponse:
+        started = time.perf_counter()
+        found = await self.search(request.workspace_id, request.query, request.limit)
+        return pb.SearchApiResponse(
+            hits=[pb.ApiHit(entry=hit.entry, score=hit.score) for hit in found],
+            latency_ms=(time.perf_counter() - started) * 1e3,
+        )
