@@ -89,6 +89,22 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "deepseek-coder, codellama or codestral",
     )
     p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="workspaces' synced files and retrieval indices (default <cache dir>/data)",
+    )
+    p.add_argument(
+        "--retrieval",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="repository retrieval in completion prompts (default on)",
+    )
+    p.add_argument("--retrieval-token-budget", type=int, default=None)
+    p.add_argument(
+        "--embedding-model", default=None, help="local sentence-transformers folder for retrieval"
+    )
+    p.add_argument(
         "--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM"
     )
     p.set_defaults(func=_cmd_serve)
@@ -135,6 +151,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         shutdown_grace_s=args.shutdown_grace,
     )
+    config.retrieval.enabled = args.retrieval
+    config.retrieval.data_dir = args.data_dir
+    config.retrieval.embedding_model = args.embedding_model
+    if args.retrieval_token_budget is not None:
+        config.retrieval.token_budget = args.retrieval_token_budget
     from serving.engine.vllm_engine import VllmEngine
     from serving.server import serve
 
@@ -265,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_complete(sub)
     _add_model(sub)
     _add_bench(sub)
+    from quill import indexing
+
+    indexing.add_parser(sub)
     from quill import stats
 
     stats.add_parser(sub)

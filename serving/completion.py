@@ -25,6 +25,7 @@ from serving.postprocess import (
     visible_text,
 )
 from serving.prompt import prompt_token_budget
+from serving.retrieval_context import PromptRetriever
 from serving.suggestions import SuggestionRegistry
 
 logger = logging.getLogger(__name__)
@@ -63,11 +64,15 @@ class CompletionService:
         config: CompletionConfig,
         registry: SuggestionRegistry,
         template: FimTemplate,
+        *,
+        workspaces: PromptRetriever | None = None,
     ) -> None:
         self._engine = engine
         self._config = config
         self._registry = registry
         self._template = template
+        # Repository retrieval (serving/retrieval_context.py); None: prompts without it.
+        self._workspaces = workspaces
 
     async def complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
@@ -87,8 +92,14 @@ class CompletionService:
         # The engine stops single-line requests at a newline, unless the prompt was cut before
         # the newline that starts the cursor's line: then this loop ends the line itself.
         stop_in_engine = not multi and not cut.startswith("\n")
+        context_sources: list[pb.ContextSource] = []
+        preamble: list[int] = []
+        if self._workspaces is not None:
+            rendered = await self._workspaces.context_for(request, self._engine.encode, budget)
+            preamble = self._engine.encode(rendered.text) if rendered.text else []
+            context_sources = rendered.sources
         prompt_ids, _ = self._template.token_ids(
-            prompt_prefix, request.suffix, self._engine.encode, budget
+            prompt_prefix, request.suffix, self._engine.encode, budget, preamble=preamble
         )
         block = BlockCutter(request.prefix, request.suffix, request.language)
         line_suffix = current_line_suffix(request.suffix)
@@ -215,6 +226,7 @@ class CompletionService:
                 finish_reason=finish_reason,
                 model=self._engine.model_name,
                 mode=mode,
+                context_sources=context_sources,
                 timings=pb.StageTimings(
                     prompt_build_ms=(prompt_built - started) * 1e3,
                     time_to_first_token_ms=(first - prompt_built) * 1e3,

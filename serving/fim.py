@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,14 +42,17 @@ class FimTemplate:
         encode: Callable[[str], list[int]],
         budget: int,
         suffix_share: float = 0.25,
+        preamble: Sequence[int] = (),
     ) -> tuple[list[int], bool]:
         """Prompt tokens within `budget`; returns them and whether anything was cut.
 
         The suffix gets at most `suffix_share` of the budget (what follows the cursor matters
-        less than what precedes it); the prefix gets the rest, nearest text first.
+        less than what precedes it); the prefix gets the rest, nearest text first. `preamble`
+        (retrieved context, serving/context.py) goes right before the prefix and is taken out of
+        the budget first.
         """
         markers = {p: encode(p) for p in self.parts if p not in (PREFIX, SUFFIX)}
-        room = max(1, budget - sum(len(ids) for ids in markers.values()))
+        room = max(1, budget - len(preamble) - sum(len(ids) for ids in markers.values()))
         # Tokenizing more characters than could ever fit is wasted work on huge files.
         window = room * 8
         suffix_ids = encode(suffix[:window]) if self.uses_suffix and suffix else []
@@ -66,6 +69,7 @@ class FimTemplate:
         ids: list[int] = []
         for part in self.parts:
             if part == PREFIX:
+                ids += preamble
                 ids += prefix_ids
             elif part == SUFFIX:
                 ids += suffix_ids

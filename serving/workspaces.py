@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from quill import envs
 from quill.v1 import quill_pb2 as pb
+from serving.config import RetrievalConfig
 from serving.errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
@@ -379,6 +381,7 @@ class WorkspaceRegistry:
         self.hnsw_threshold = hnsw_threshold or DEFAULT_HNSW_THRESHOLD
         self._embedder_factory = embedder_factory
         self._embedder: Any = None
+        self._query_embedder: Any = None
         self._embedder_lock = threading.Lock()
         self._workspaces: dict[str, Workspace] = {}
         # One workspace indexes at a time: embedding uses every core already.
@@ -391,6 +394,15 @@ class WorkspaceRegistry:
             if self._embedder is None:
                 self._embedder = self._embedder_factory()
             return self._embedder
+
+    @property
+    def query_embedder(self) -> Any:
+        """A second copy of the model for completion queries, so a query never waits behind an
+        indexing batch holding the first one (blocking on first use; call from a thread)."""
+        with self._embedder_lock:
+            if self._query_embedder is None:
+                self._query_embedder = self._embedder_factory()
+            return self._query_embedder
 
     def directory_of(self, workspace_id: str) -> Path:
         # A digest, never the id itself: ids are client-chosen and must not name paths.
@@ -426,3 +438,18 @@ class WorkspaceRegistry:
     async def close(self) -> None:
         for workspace in self.workspaces():
             await workspace.close()
+
+
+def registry_from_config(config: RetrievalConfig) -> WorkspaceRegistry:
+    """The registry `quill serve` uses: data under --data-dir (default <cache dir>/data)."""
+
+    def load_embedder() -> Any:
+        from retrieval.embedding import Embedder
+
+        return Embedder(config.embedding_model)
+
+    return WorkspaceRegistry(
+        config.data_dir or envs.cache_dir() / "data",
+        load_embedder,
+        max_file_bytes=config.max_file_bytes,
+    )

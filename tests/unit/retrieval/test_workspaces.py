@@ -1,0 +1,188 @@
+"""serving/workspaces.py on the real embedding model: the SyncWorkspace protocol, isolation,
+persistence across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from quill.v1 import quill_pb2 as pb
+from retrieval.embedding import Embedder
+from serving.errors import InvalidRequestError
+from serving.workspaces import WorkspaceChange, WorkspaceRegistry
+
+BILLING = "def compute_invoice_total(items, tax_rate):\n    return sum(items) * (1 + tax_rate)\n"
+SHAPES = "class Circle:\n    def area(self):\n        return 3.14159 * self.radius ** 2\n"
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file(path: str, text: str) -> pb.WorkspaceFile:
+    return pb.WorkspaceFile(path=path, sha256=_sha(text), content=text)
+
+
+async def _sync_all(registry: WorkspaceRegistry, workspace_id: str, files: dict[str, str]) -> None:
+    manifest = [pb.FileDigest(path=p, sha256=_sha(t)) for p, t in files.items()]
+    answer = await registry.sync(
+        pb.SyncWorkspaceRequest(
+            workspace_id=workspace_id, manifest=manifest, manifest_complete=True
+        )
+    )
+    assert sorted(answer.needed_paths) == sorted(files)
+    await registry.sync(
+        pb.SyncWorkspaceRequest(
+            workspace_id=workspace_id, files=[_file(p, t) for p, t in files.items()]
+        )
+    )
+
+
+def test_content_hash_protocol_and_background_indexing(embedder: Embedder, tmp_path: Path) -> None:
+    async def run() -> None:
+        registry = WorkspaceRegistry(tmp_path, lambda: embedder)
+        changes: list[WorkspaceChange] = []
+        workspace = registry.get_or_create("ws")
+        workspace.add_listener(changes.append)
+        await _sync_all(registry, "ws", {"shop/billing.py": BILLING, "geo/shapes.py": SHAPES})
+        await workspace.wait_indexed()
+        status = workspace.status()
+        assert (status.files_indexed, status.files_pending, status.chunks) == (2, 0, 2)
+        assert workspace.file_text("geo/shapes.py") == SHAPES
+        hits = await asyncio.to_thread(workspace.search, "compute_invoice_total(cart)", 1)
+        assert hits[0].path == "shop/billing.py"
+
+        # Unchanged files are not asked for again; a changed one is.
+        changed = SHAPES.replace("3.14159", "math.pi")
+        answer = await registry.sync(
+            pb.SyncWorkspaceRequest(
+                workspace_id="ws",
+                manifest=[
+                    pb.FileDigest(path="shop/billing.py", sha256=_sha(BILLING)),
+                    pb.FileDigest(path="geo/shapes.py", sha256=_sha(changed)),
+                ],
+                manifest_complete=True,
+            )
+        )
+        assert list(answer.needed_paths) == ["geo/shapes.py"]
+        # A complete manifest without a file deletes it.
+        await registry.sync(
+            pb.SyncWorkspaceRequest(
+                workspace_id="ws",
+                manifest=[pb.FileDigest(path="geo/shapes.py", sha256=_sha(changed))],
+                manifest_complete=True,
+                files=[_file("geo/shapes.py", changed)],
+            )
+        )
+        await workspace.wait_indexed()
+        assert workspace.paths() == ["geo/shapes.py"]
+        hits = await asyncio.to_thread(workspace.search, "invoice total", 5)
+        assert [h.path for h in hits] == ["geo/shapes.py"]
+        assert "math.pi" in hits[0].text
+        assert changes[-1] == WorkspaceChange(("geo/shapes.py",), ("shop/billing.py",), ())
+        await registry.close()
+
+    asyncio.run(run())
+
+
+def test_bad_files_are_rejected_with_reasons(embedder: Embedder, tmp_path: Path) -> None:
+    async def run() -> None:
+        registry = WorkspaceRegistry(tmp_path, lambda: embedder, max_file_bytes=100)
+        answer = await registry.sync(
+            pb.SyncWorkspaceRequest(
+                workspace_id="ws",
+                files=[
+                    _file("../escape.py", "x = 1"),
+                    _file("/etc/passwd", "x = 1"),
+                    _file("bin.dat", "a\x00b"),
+                    _file("big.py", "x" * 101),
+                    pb.WorkspaceFile(path="lie.py", sha256="0" * 64, content="x = 1"),
+                    _file("ok.py", "x = 1"),
+                ],
+            )
+        )
+        assert dict(answer.rejected) == {
+            "../escape.py": "path escapes the workspace",
+            "/etc/passwd": "path escapes the workspace",
+            "bin.dat": "binary",
+            "big.py": "too large",
+            "lie.py": "digest mismatch",
+        }
+        assert answer.status.files_skipped == 5
+        assert registry.get("ws").paths() == ["ok.py"]  # type: ignore[union-attr]
+        with pytest.raises(InvalidRequestError):
+            await registry.sync(pb.SyncWorkspaceRequest(workspace_id=""))
+        await registry.close()
+
+    asyncio.run(run())
+
+
+def test_workspaces_are_isolated(embedder: Embedder, tmp_path: Path) -> None:
+    async def run() -> None:
+        registry = WorkspaceRegistry(tmp_path, lambda: embedder)
+        await _sync_all(registry, "alice", {"billing.py": BILLING})
+        await _sync_all(registry, "bob", {"shapes.py": SHAPES})
+        alice, bob = registry.get("alice"), registry.get("bob")
+        assert alice is not None and bob is not None
+        await alice.wait_indexed()
+        await bob.wait_indexed()
+        assert alice.directory != bob.directory
+        hits = await asyncio.to_thread(bob.search, "compute_invoice_total tax_rate items", 10)
+        assert [h.path for h in hits] == ["shapes.py"]
+        assert bob.file_text("billing.py") is None
+        assert alice.paths() == ["billing.py"]
+        assert registry.get("carol") is None
+        await registry.close()
+
+    asyncio.run(run())
+
+
+def test_files_index_and_packages_survive_a_restart(embedder: Embedder, tmp_path: Path) -> None:
+    package = pb.ApiPackage(
+        name="puremagic",
+        version="1.30",
+        digest="abc",
+        entries=[pb.ApiEntry(qualified_name="puremagic.from_file", kind="function")],
+    )
+
+    async def first() -> None:
+        registry = WorkspaceRegistry(tmp_path, lambda: embedder)
+        await _sync_all(registry, "ws", {"billing.py": BILLING})
+        answer = await registry.sync(
+            pb.SyncWorkspaceRequest(
+                workspace_id="ws",
+                package_manifest=[pb.FileDigest(path="puremagic", sha256="abc")],
+            )
+        )
+        assert list(answer.needed_packages) == ["puremagic"]
+        await registry.sync(pb.SyncWorkspaceRequest(workspace_id="ws", packages=[package]))
+        workspace = registry.get("ws")
+        assert workspace is not None
+        await workspace.wait_indexed()
+        await registry.close()
+
+    async def second() -> None:
+        registry = WorkspaceRegistry(tmp_path, lambda: embedder)
+        workspace = registry.get("ws")  # found on disk
+        assert workspace is not None
+        assert workspace.packages()["puremagic"] == package
+        await workspace.wait_indexed()
+        status = workspace.status()
+        assert (status.files_indexed, status.chunks, status.api_entries) == (1, 1, 1)
+        hits = await asyncio.to_thread(workspace.search, "invoice total", 1)
+        assert hits[0].path == "billing.py"
+        answer = await registry.sync(
+            pb.SyncWorkspaceRequest(
+                workspace_id="ws",
+                manifest=[pb.FileDigest(path="billing.py", sha256=_sha(BILLING))],
+                package_manifest=[pb.FileDigest(path="puremagic", sha256="abc")],
+            )
+        )
+        assert list(answer.needed_paths) == [] and list(answer.needed_packages) == []
+        await registry.close()
+
+    asyncio.run(first())
+    asyncio.run(second())
