@@ -68,17 +68,18 @@ class WorkspaceCatalog:
         self._by_path: dict[str, list[int]] = {}
         self._by_package: dict[str, tuple[str, list[int]]] = {}
         self._names: set[str] | None = None
+        self._members: dict[str, list[str]] | None = None
         self._lock = asyncio.Lock()
 
     def _add(self, entries: list[pb.ApiEntry]) -> list[int]:
         vectors = self._encode([entry_text(e) for e in entries])
-        self._names = None
+        self._names = self._members = None
         return self.index.add(entries, vectors)
 
     def set_file(self, path: str, text: str | None) -> None:
         """Replace the entries of one file (None: the file is gone). Blocking (embeds)."""
         self.index.remove(self._by_path.pop(path, []))
-        self._names = None
+        self._names = self._members = None
         if text is not None:
             entries = workspace_entries(path, text)
             if entries:
@@ -91,7 +92,7 @@ class WorkspaceCatalog:
             if name not in packages or packages[name].digest != digest:
                 self.index.remove(ids)
                 del self._by_package[name]
-                self._names = None
+                self._names = self._members = None
         for name, package in packages.items():
             if name not in self._by_package:
                 self._by_package[name] = (package.digest, self._add(list(package.entries)))
@@ -116,6 +117,17 @@ class WorkspaceCatalog:
 
     def search(self, query: str, query_vector: np.ndarray | None, k: int) -> list[ScoredEntry]:
         return self.index.search(query, query_vector, k)
+
+    def members(self, qualified: str) -> list[str]:
+        """Names directly under a module or class, e.g. members("json") -> ["dumps", ...]."""
+        if self._members is None:
+            members: dict[str, list[str]] = {}
+            for name in self.names():
+                parent, _, member = name.rpartition(".")
+                if parent:
+                    members.setdefault(parent, []).append(member)
+            self._members = members
+        return self._members.get(qualified, [])
 
     def names(self) -> set[str]:
         """Every qualified name in the catalog (for existence checks)."""

@@ -21,6 +21,8 @@ from quill.v1 import quill_pb2 as pb
 from serving.api_search.catalog import WorkspaceCatalog
 from serving.api_search.index import ScoredEntry
 from serving.api_search.stdlib import load_stdlib
+from serving.api_search.tools import ApiToolsConfig, ToolSession
+from serving.engine.base import Engine
 from serving.errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
@@ -89,11 +91,8 @@ class ApiSearchService:
         key = workspace_id if workspace is not None else ""
         if key in self._catalogs:
             return self._catalogs[key]
-        task = self._building.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._create(key, workspace))
-            self._building[key] = task
-        return await asyncio.shield(task)
+        self.ready_catalog(workspace_id)
+        return await asyncio.shield(self._building[key])
 
     async def _create(self, key: str, workspace: Any | None) -> WorkspaceCatalog:
         try:
@@ -110,6 +109,36 @@ class ApiSearchService:
         self._catalogs[key] = catalog
         logger.info("API catalog ready: %d entries", len(catalog.index))
         return catalog
+
+    def ready_catalog(self, workspace_id: str) -> WorkspaceCatalog | None:
+        """The catalog if it is built; otherwise start building it and return None."""
+        workspace = self._workspaces.get(workspace_id) if self._workspaces else None
+        key = workspace_id if workspace is not None else ""
+        catalog = self._catalogs.get(key)
+        if catalog is None and key not in self._building:
+            self._building[key] = asyncio.ensure_future(self._create(key, workspace))
+        return catalog
+
+    def tool_session(
+        self, request: pb.CompleteRequest, engine: Engine, config: ApiToolsConfig
+    ) -> ToolSession | None:
+        """Tool use for one completion (None when the request turned API search off)."""
+        if request.context.disable_api_search:
+            return None
+        catalog = self.ready_catalog(request.workspace_id)
+
+        async def search(query: str, limit: int) -> list[ScoredEntry]:
+            return await self.search(
+                request.workspace_id, query[: self.config.max_query_chars], limit
+            )
+
+        return ToolSession(
+            engine,
+            search,
+            config,
+            request.prefix,
+            members=catalog.members if catalog is not None else None,
+        )
 
     async def search(self, workspace_id: str, query: str, limit: int) -> list[ScoredEntry]:
         """Best entries for `query` (validated; raises InvalidRequestError on bad input)."""
