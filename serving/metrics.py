@@ -136,3 +136,14 @@ REPAIR_ENGINE_QUERIES = Counter(
 REPAIR_PRUNED_TOKENS = Counter(
     "quill_repair_pruned_tokens", "Tokens guided repair rejected as infeasible."
 )
+API_TOOL_CALLS = Counter(
+    "quill_api_tool_calls",
+    "API searches run inside generation by trigger (toolcoder, auto) and outcome.",
+    ["trigger", "outcome"],
+)
+API_TOOL_FAILURES = Counter(
+    "quill_api_tool_failures",
+    "API tool calls that failed (timeout, error, unclosed, empty, capped); generation went on "
+    "without the tool.",
+    ["trigger", "outcome"],
+)
