@@ -16,3 +16,5 @@ def register(server: QuillLanguageServer) -> None:
         language = document.language_id if document is not None else ""
         for change in params.content_changes:
             ls.telemetry.text_inserted(uri, change.text, language or "")
+        for listener in ls.document_listeners:
+            listener(uri)

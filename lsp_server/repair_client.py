@@ -69,9 +69,10 @@ def place_patch(
 ) -> tuple[str, int, int]:
     """The file with `patch` in place of lines start..end, and the (line, column) where it ends.
 
-    As agreed in the contract: lines before the region, the patch, a newline, the lines after.
+    As agreed in the contract: the lines before the region, the patch, the lines after, joined
+    with newlines (serving splices finished patches the same way).
     """
-    text = "\n".join([*lines[:start_line], patch + "\n" + "\n".join(lines[end_line + 1 :])])
+    text = "\n".join([*lines[:start_line], patch, *lines[end_line + 1 :]])
     patch_lines = patch.split("\n")
     return text, start_line + len(patch_lines) - 1, len(patch_lines[-1])
 

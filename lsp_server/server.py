@@ -8,6 +8,7 @@ so an editor gets a ready server in well under a second.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
@@ -40,7 +41,30 @@ class QuillProtocol(LanguageServerProtocol):
             error = JsonRpcServerNotInitialized(f"{method_name} sent before initialize")
             self._send_response(msg_id, error=error.to_response_error())
             return
+        if method_name != types.WORKSPACE_EXECUTE_COMMAND:
+            super()._handle_request(msg_id, method_name, params)
+            return
+        before = set(self._request_futures)
         super()._handle_request(msg_id, method_name, params)
+        self._pass_on_cancellation(msg_id, before)
+
+    def _pass_on_cancellation(self, msg_id: Any, before: set[Any]) -> None:
+        # pygls runs a command's handler as a task of its own, under a new id, so $/cancelRequest
+        # of workspace/executeCommand would cancel only the outer future and leave the command
+        # (a repair's gRPC call, say) running. Pass the cancellation on to the handler's task.
+        outer = self._request_futures.get(msg_id)
+        inner = [
+            f for key, f in self._request_futures.items() if key not in before and f is not outer
+        ]
+        if outer is None or not inner:
+            return
+
+        def on_done(future: Any) -> None:
+            if future.cancelled():
+                for task in inner:
+                    task.cancel()
+
+        outer.add_done_callback(on_done)
 
 
 class QuillLanguageServer(LanguageServer):
@@ -60,6 +84,10 @@ class QuillLanguageServer(LanguageServer):
         self.accepted_count = 0
         self.accepted_chars = 0
         self.shown_count = 0
+        # Called with a document's uri after each change (lsp_server.documents_sync).
+        self.document_listeners: list[Callable[[str], None]] = []
+        # lsp_server.repair.RepairFeature, set when the feature registers.
+        self.repair: Any = None
 
     async def _send_events(self, request: Any) -> bool:
         return await self.serving_client().report_events(request)
@@ -92,11 +120,12 @@ class QuillLanguageServer(LanguageServer):
 
 
 def create_server(settings: Settings | None = None) -> QuillLanguageServer:
-    from lsp_server import acceptance, documents_sync, inline_completion, lifecycle
+    from lsp_server import acceptance, documents_sync, inline_completion, lifecycle, repair
 
     server = QuillLanguageServer(settings)
     lifecycle.register(server)
     documents_sync.register(server)
     inline_completion.register(server)
     acceptance.register(server)
+    repair.register(server)
     return server

@@ -75,6 +75,11 @@ class ServingClient:
     def available(self) -> bool:
         return self._down_reason is None
 
+    @property
+    def stub(self) -> quill_pb2_grpc.QuillStub:
+        """The channel's stub, for calls driven elsewhere (the Repair stream)."""
+        return self._stub
+
     async def complete(self, request: pb.CompleteRequest, timeout_s: float) -> Completion | None:
         """Run one completion; None when serving is down (already reported to the user).
 

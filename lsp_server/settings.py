@@ -38,6 +38,17 @@ class Settings:
     # document in the meantime replaces it without a model call. 0: editors debounce already
     # (Neovim waits 200 ms, VS Code has its own delay).
     debounce_ms: int = 0
+    # Repair: the Python interpreter whose environment Jedi completes against ("": the
+    # workspace's .venv if it has one, else the environment Jedi finds itself).
+    python_path: str = ""
+    # Candidate patches to sample per repair; 0: serving's default.
+    repair_budget: int = 0
+    # How long the completion engine may take per query (serving accepts the token after it).
+    repair_engine_deadline_s: float = 2.0
+    # Deadline of a whole repair, in seconds.
+    repair_timeout_s: float = 300.0
+    # Regions longer than this many lines are refused.
+    repair_max_lines: int = 30
 
 
 def _camel(name: str) -> str:
@@ -80,13 +91,18 @@ def parse_settings(options: Any) -> tuple[Settings, list[str]]:
         "max_prefix_chars",
         "max_suffix_chars",
         "debounce_ms",
+        "repair_budget",
     ):
         if getattr(settings, name) < 0:
             problems.append(f"{_camel(name)} must not be negative")
             setattr(settings, name, getattr(Settings(), name))
-    if settings.request_timeout_s <= 0:
-        problems.append("requestTimeoutS must be positive")
-        settings.request_timeout_s = Settings().request_timeout_s
+    for name in ("request_timeout_s", "repair_engine_deadline_s", "repair_timeout_s"):
+        if getattr(settings, name) <= 0:
+            problems.append(f"{_camel(name)} must be positive")
+            setattr(settings, name, getattr(Settings(), name))
+    if settings.repair_max_lines < 1:
+        problems.append("repairMaxLines must be at least 1")
+        settings.repair_max_lines = Settings().repair_max_lines
     return settings, problems
 
 

@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     from quill import stats
 
     stats.add_parser(sub)
+    from quill import repair_command
+
+    repair_command.add_parser(sub)
     return parser
 
 

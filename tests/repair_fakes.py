@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from quill.launcher import free_port
 from quill.v1 import quill_pb2 as pb
@@ -79,6 +80,10 @@ async def scripted_repair_serving(servicer: ScriptedRepair) -> AsyncIterator[str
     """A real grpc.aio server on a free loopback port serving `servicer`; yields its address."""
     server = grpc.aio.server()
     quill_pb2_grpc.add_QuillServicer_to_server(servicer, server)
+    # The language server checks health before it sends anything.
+    health_servicer = health.aio.HealthServicer()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"127.0.0.1:{free_port()}"
     server.add_insecure_port(address)
     await server.start()

@@ -132,6 +132,18 @@ class JediWorker:
                 self._project = jedi.Project(root)
         return self._project
 
+    def warm_up(self) -> None:
+        """Start Jedi's first-use work (environment, builtins and stdlib stubs: seconds on a busy
+        CPU) on the worker thread now, so the first query of a repair does not miss its deadline.
+        """
+        self._executor.submit(self._warm_up)
+
+    def _warm_up(self) -> None:
+        try:
+            jedi.Script(code="import os\nos.path.", project=self.project()).complete(2, 8)
+        except Exception as error:  # noqa: BLE001 - a failing environment shows on first query
+            logger.warning("jedi warm-up failed: %s: %s", type(error).__name__, error)
+
     async def run(self, work: Callable[[], T], deadline_s: float) -> T | None:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, work)

@@ -72,7 +72,8 @@ def test_place_patch_follows_the_contract() -> None:
     lines = ["a = 1", "b = 2", "c = 3", "d = 4"]
     assert place_patch(lines, 1, 2, "x = a.re") == ("a = 1\nx = a.re\nd = 4", 1, 8)
     assert place_patch(lines, 1, 1, "if a:\n    y") == ("a = 1\nif a:\n    y\nc = 3\nd = 4", 2, 5)
-    assert place_patch(lines, 3, 3, "") == ("a = 1\nb = 2\nc = 3\n\n", 3, 0)
+    assert place_patch(lines, 3, 3, "") == ("a = 1\nb = 2\nc = 3\n", 3, 0)
+    assert place_patch([*lines, ""], 3, 3, "e") == ("a = 1\nb = 2\nc = 3\ne\n", 3, 1)
 
 
 async def _repair(address: str, engine, **kwargs):  # type: ignore[no-untyped-def]
