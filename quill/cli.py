@@ -105,6 +105,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--embedding-model", default=None, help="local sentence-transformers folder for retrieval"
     )
     p.add_argument(
+        "--repair-prompt-style",
+        choices=("hint", "regenerate"),
+        default=None,
+        help="repair prompt: show the buggy lines as comments (hint, default) or regenerate them",
+    )
+    p.add_argument(
+        "--api-auto-mode",
+        choices=("constrain", "prompt", "both", "off"),
+        default="constrain",
+        help="API search in completions of models without tool training (docs/api-search.md)",
+    )
+    p.add_argument(
         "--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM"
     )
     p.set_defaults(func=_cmd_serve)
@@ -150,8 +162,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         address=args.address,
         metrics_address=args.metrics_address,
         shutdown_grace_s=args.shutdown_grace,
+        api_auto_mode=args.api_auto_mode,
     )
     config.retrieval.enabled = args.retrieval
+    if args.repair_prompt_style is not None:
+        config.repair.prompt_style = args.repair_prompt_style
     config.retrieval.data_dir = args.data_dir
     config.retrieval.embedding_model = args.embedding_model
     if args.retrieval_token_budget is not None:
@@ -270,11 +285,12 @@ def _cmd_model(args: argparse.Namespace) -> int:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks; each writes its figures to --json too")
     bench = p.add_subparsers(dest="bench", required=True)
-    from quill.bench import keystrokes, latency, quality
+    from quill.bench import keystrokes, latency, quality, repair
 
     latency.add_parser(bench)
     quality.add_parser(bench)
     keystrokes.add_parser(bench)
+    repair.add_parser(bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

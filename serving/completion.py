@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -27,6 +28,9 @@ from serving.postprocess import (
 from serving.prompt import prompt_token_budget
 from serving.retrieval_context import PromptRetriever
 from serving.suggestions import SuggestionRegistry
+
+if TYPE_CHECKING:
+    from serving.api_search.service import ApiTools
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,7 @@ class CompletionService:
         template: FimTemplate,
         *,
         workspaces: PromptRetriever | None = None,
+        api_tools: ApiTools | None = None,
     ) -> None:
         self._engine = engine
         self._config = config
@@ -73,6 +78,8 @@ class CompletionService:
         self._template = template
         # Repository retrieval (serving/retrieval_context.py); None: prompts without it.
         self._workspaces = workspaces
+        # API search inside generation (serving/api_search/tools.py); None: plain generation.
+        self._api_tools = api_tools
 
     async def complete(
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
@@ -98,6 +105,11 @@ class CompletionService:
             rendered = await self._workspaces.context_for(request, self._engine.encode, budget)
             preamble = self._engine.encode(rendered.text) if rendered.text else []
             context_sources = rendered.sources
+        tools = self._api_tools.session(request, self._engine) if self._api_tools else None
+        if tools is not None:
+            api = await tools.prompt_context(request.language, self._engine.encode, budget // 4)
+            preamble = (self._engine.encode(api.text) if api.text else []) + preamble
+            context_sources = [*context_sources, *api.sources]
         prompt_ids, _ = self._template.token_ids(
             prompt_prefix, request.suffix, self._engine.encode, budget, preamble=preamble
         )
@@ -122,7 +134,7 @@ class CompletionService:
         tokens = 0
         finish_reason = "length"
         outcome = "error"
-        stream = self._engine.generate(generation)
+        stream = (tools or self._engine).generate(generation)
         try:
             async for output in stream:
                 if first_output is None:
@@ -227,6 +239,7 @@ class CompletionService:
                 model=self._engine.model_name,
                 mode=mode,
                 context_sources=context_sources,
+                tool_calls=tools.tool_calls if tools is not None else [],
                 timings=pb.StageTimings(
                     prompt_build_ms=(prompt_built - started) * 1e3,
                     time_to_first_token_ms=(first - prompt_built) * 1e3,

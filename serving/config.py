@@ -108,6 +108,10 @@ class ServingConfig:
     completion: CompletionConfig = field(default_factory=CompletionConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
+    # API search inside completions for models without tool training: "constrain" (member
+    # names after a known module), "prompt" (top signatures in the prompt), "both" or "off".
+    # See docs/api-search.md for the measurement behind the default.
+    api_auto_mode: str = "constrain"
     # Loopback by default: exposing the model to a network is the operator's explicit choice.
     address: str = envs.DEFAULT_SERVING_ADDRESS
     # host:port of the Prometheus /metrics endpoint; empty disables it.

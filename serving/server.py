@@ -20,6 +20,8 @@ from grpc_reflection.v1alpha import reflection
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from serving import metrics
+from serving.api_search.service import ApiSearchService, ApiTools
+from serving.api_search.tools import ApiToolsConfig
 from serving.completion import CompletionService
 from serving.config import ServingConfig
 from serving.engine.base import Engine
@@ -51,6 +53,13 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         # Synced workspace files and their retrieval indices (serving/workspaces.py).
         self._workspaces = registry_from_config(config.retrieval)
         self._repair: RepairService | None = None
+        # API catalogs per workspace (serving/api_search/); needs no engine.
+        self._api_search = ApiSearchService(
+            lambda: self._workspaces.embedder,
+            self._workspaces.data_dir / "api",
+            self._workspaces,
+            query_embedder=lambda: self._workspaces.query_embedder,
+        )
 
     def attach_engine(self, engine: Engine) -> None:
         template = choose_template(
@@ -65,6 +74,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
             self._suggestions,
             template,
             workspaces=PromptRetriever(self._workspaces, self._config.retrieval),
+            api_tools=ApiTools(
+                self._api_search, ApiToolsConfig(auto_mode=self._config.api_auto_mode)
+            ),
         )
         self._repair = RepairService(engine, self._config.repair)
 
@@ -91,6 +103,12 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     ) -> pb.SyncWorkspaceResponse:
         # Needs no engine: editors sync while the model is still loading.
         return await self._workspaces.sync(request)
+
+    async def SearchApi(  # noqa: N802
+        self, request: pb.SearchApiRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SearchApiResponse:
+        # Needs no engine: the catalog has its own embedding model.
+        return await self._api_search.handle(request)
 
     async def close(self) -> None:
         """Save what is indexed and stop background work (on shutdown)."""

@@ -64,8 +64,12 @@ class ApiSearchService:
         cache_dir: Path,
         workspaces: Any | None = None,
         config: ApiSearchConfig | None = None,
+        query_embedder: Callable[[], Any] | None = None,
     ) -> None:
+        """`query_embedder` (default: `embedder`) embeds queries, so a query never waits
+        behind a catalog being embedded."""
         self._embedder = embedder
+        self._query_embedder = query_embedder or embedder
         self._cache_dir = cache_dir
         self._workspaces = workspaces
         self.config = config or ApiSearchConfig()
@@ -74,7 +78,7 @@ class ApiSearchService:
         self._stdlib: tuple[list[pb.ApiEntry], np.ndarray] | None = None
 
     def _encode(self, texts: Any) -> np.ndarray:
-        return self._embedder().encode(texts)  # type: ignore[no-any-return]
+        return self._query_embedder().encode(texts)  # type: ignore[no-any-return]
 
     def _build(self, workspace: Any | None) -> WorkspaceCatalog:
         embedder = self._embedder()
@@ -125,7 +129,10 @@ class ApiSearchService:
         """Tool use for one completion (None when the request turned API search off)."""
         if request.context.disable_api_search:
             return None
-        catalog = self.ready_catalog(request.workspace_id)
+        # Only a synced workspace starts a catalog build from a completion: building one costs
+        # seconds of CPU, which a completion without a workspace should never trigger.
+        synced = self._workspaces is not None and self._workspaces.get(request.workspace_id)
+        catalog = self.ready_catalog(request.workspace_id) if synced else None
 
         async def search(query: str, limit: int) -> list[ScoredEntry]:
             return await self.search(
@@ -154,3 +161,14 @@ class ApiSearchService:
             hits=[pb.ApiHit(entry=hit.entry, score=hit.score) for hit in found],
             latency_ms=(time.perf_counter() - started) * 1e3,
         )
+
+
+@dataclass
+class ApiTools:
+    """What CompletionService holds: a tool session per completion."""
+
+    service: ApiSearchService
+    config: ApiToolsConfig
+
+    def session(self, request: pb.CompleteRequest, engine: Engine) -> ToolSession | None:
+        return self.service.tool_session(request, engine, self.config)
