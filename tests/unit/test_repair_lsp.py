@@ -82,6 +82,11 @@ async def _code_actions(  # type: ignore[no-untyped-def]
     )
 
 
+def _repair_tokens(client: LanguageClient) -> list[types.ProgressToken]:
+    """Progress tokens of repairs (workspace sync reports progress of its own)."""
+    return [token for token in client.progress_reports if str(token).startswith("quill-repair-")]
+
+
 def _diagnostic(line: int, message: str) -> types.Diagnostic:
     return types.Diagnostic(
         range=types.Range(start=types.Position(line, 11), end=types.Position(line, 25)),
@@ -153,7 +158,8 @@ async def test_repair_line_answers_with_jedi_and_returns_ranked_edits(
         assert change["edits"][0]["newText"] == FIX
         assert "3 candidate" in result["message"]
         # Progress: created, begun, reported, ended.
-        (reports,) = client.progress_reports.values()
+        (token,) = _repair_tokens(client)
+        reports = client.progress_reports[token]
         assert isinstance(reports[0], types.WorkDoneProgressBegin)
         assert any(isinstance(r, types.WorkDoneProgressReport) for r in reports)
         assert isinstance(reports[-1], types.WorkDoneProgressEnd)
@@ -310,7 +316,7 @@ async def test_cancel_request_cancels_the_rpc(client: LanguageClient) -> None:
 
 async def test_progress_cancel_button_cancels_the_rpc(client: LanguageClient) -> None:
     async with _repair_in_flight(client) as (servicer, response):
-        (token,) = client.progress_reports
+        (token,) = _repair_tokens(client)
         client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
         result = await asyncio.wait_for(response, 10)
         await asyncio.wait_for(servicer.cancelled.wait(), 10)

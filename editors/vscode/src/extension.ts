@@ -27,6 +27,16 @@ import {
   StatusEvent,
   StatusModel,
 } from './logic';
+import {
+  candidatePicks,
+  parseRepairResult,
+  parseRepairSettings,
+  REPAIR_LINE_COMMAND,
+  REPAIR_RESTART_KEYS,
+  repairInitializationOptions,
+  repairLineArguments,
+  RepairSettings,
+} from './repair';
 
 const STATS_COMMAND = 'quill.stats';
 const DID_SHOW = 'textDocument/didShowCompletion';
@@ -50,6 +60,7 @@ class QuillLanguageClient extends LanguageClient {
 
 let client: QuillLanguageClient | undefined;
 let settings: QuillSettings;
+let repairSettings: RepairSettings;
 let status: StatusModel;
 let statusItem: vscode.StatusBarItem;
 let output: vscode.LogOutputChannel;
@@ -69,6 +80,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   context.subscriptions.push(
     vscode.commands.registerCommand('quill.showStats', showStats),
+    // Not `quill.repairLine`: the language client registers the server's commands under their
+    // own names (that one serves the server's code actions).
+    vscode.commands.registerCommand('quill.repairLineAtCursor', repairLineAtCursor),
     vscode.commands.registerCommand('quill.restartServer', async () => {
       failureShown = false;
       restartPolicy.reset();
@@ -79,7 +93,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         return;
       }
       settings = readSettings();
-      if (RESTART_KEYS.some((key) => event.affectsConfiguration(`quill.${key}`))) {
+      const restartKeys = [...RESTART_KEYS, ...REPAIR_RESTART_KEYS];
+      if (restartKeys.some((key) => event.affectsConfiguration(`quill.${key}`))) {
         failureShown = false;
         restartPolicy.reset();
         await restartClient();
@@ -99,6 +114,9 @@ export function deactivate(): Thenable<void> | undefined {
 function readSettings(): QuillSettings {
   const config = vscode.workspace.getConfiguration('quill');
   const { settings: parsed, problems } = parseSettings((key) => config.get(key));
+  const repair = parseRepairSettings((key) => config.get(key));
+  repairSettings = repair.settings;
+  problems.push(...repair.problems);
   if (problems.length > 0) {
     void vscode.window.showWarningMessage(`Quill settings: ${problems.join('; ')} (defaults used).`);
   }
@@ -231,7 +249,10 @@ async function startClient(): Promise<void> {
   };
   const clientOptions: LanguageClientOptions = {
     documentSelector: documentSelector(),
-    initializationOptions: initializationOptions(settings),
+    initializationOptions: {
+      ...initializationOptions(settings),
+      ...repairInitializationOptions(repairSettings),
+    },
     outputChannel: output,
     middleware: middleware(),
     initializationFailedHandler: (error) => {
@@ -331,4 +352,60 @@ async function showStats(): Promise<void> {
     fs.writeFileSync(statsFile, JSON.stringify(stats));
   }
   void vscode.window.showInformationMessage(formatStats(stats));
+}
+
+/**
+ * "Quill: Repair line": the server repairs the cursor's line (showing its own progress with a
+ * cancel button); the user picks one of the ranked candidates, whose edit is then applied.
+ * Switching to another editor cancels the request, and with it the decoding.
+ */
+async function repairLineAtCursor(): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  const current = client;
+  if (editor === undefined) {
+    void vscode.window.showWarningMessage('Quill: open a file and put the cursor on a line to repair.');
+    return;
+  }
+  if (current === undefined || !current.isRunning()) {
+    void vscode.window.showWarningMessage('Quill: the language server is not running.');
+    return;
+  }
+  const source = new vscode.CancellationTokenSource();
+  const movedOn = vscode.window.onDidChangeActiveTextEditor(() => { source.cancel(); });
+  try {
+    const raw: unknown = await current.sendRequest(
+      ExecuteCommandRequest.type,
+      {
+        command: REPAIR_LINE_COMMAND,
+        arguments: repairLineArguments(editor.document.uri.toString(), editor.selection.active.line),
+      },
+      source.token,
+    );
+    const result = parseRepairResult(raw);
+    if (result.cancelled || result.candidates.length === 0) {
+      void vscode.window.showInformationMessage(result.message);
+      return;
+    }
+    const pick = await vscode.window.showQuickPick(candidatePicks(result), {
+      title: result.message,
+      placeHolder: 'Pick a patch to apply (Esc: keep the line as it is)',
+      matchOnDetail: true,
+    });
+    if (pick === undefined) {
+      return;
+    }
+    const edit = await current.protocol2CodeConverter.asWorkspaceEdit(
+      pick.candidate.edit as Parameters<typeof current.protocol2CodeConverter.asWorkspaceEdit>[0],
+    );
+    if (edit === undefined || !(await vscode.workspace.applyEdit(edit))) {
+      void vscode.window.showWarningMessage('Quill: the file changed since the repair; run it again.');
+    }
+  } catch (error) {
+    if (!source.token.isCancellationRequested) {
+      void vscode.window.showErrorMessage(`Quill: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  } finally {
+    movedOn.dispose();
+    source.dispose();
+  }
 }

@@ -155,6 +155,68 @@ local function show_stats()
   end)
 end
 
+--- Repairs lines {first}..{last} (1-based, inclusive; default: the cursor's line) of the
+--- current buffer. The server decodes candidate patches (its $/progress shows in Neovim's LSP
+--- progress), then vim.ui.select lists them ranked and the chosen edit is applied. Leaving the
+--- buffer cancels the request (and serving's decoding); so does editing it. With {callback},
+--- callback(err, result) gets the server's answer instead of the picker.
+function M.repair(first, last, callback)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = M.clients(bufnr)[1]
+  if not client then
+    vim.notify("quill: no quill language server on this buffer", vim.log.levels.WARN)
+    return
+  end
+  first = first or vim.api.nvim_win_get_cursor(0)[1]
+  last = last or first
+  local params = {
+    command = "quill.repair",
+    arguments = {
+      {
+        uri = vim.uri_from_bufnr(bufnr),
+        startLine = first - 1,
+        endLine = last - 1,
+        apply = false,
+      },
+    },
+  }
+  local leave
+  local ok, request_id = client:request("workspace/executeCommand", params, function(err, result)
+    pcall(vim.api.nvim_del_autocmd, leave)
+    if callback then
+      callback(err and (err.message or vim.inspect(err)) or nil, result)
+      return
+    end
+    if err then
+      vim.notify("quill: " .. (err.message or vim.inspect(err)), vim.log.levels.WARN)
+      return
+    end
+    if result.cancelled or #result.candidates == 0 then
+      vim.notify("quill: " .. result.message, vim.log.levels.INFO)
+      return
+    end
+    vim.ui.select(result.candidates, {
+      prompt = result.message,
+      format_item = function(candidate)
+        return candidate.title
+      end,
+    }, function(choice)
+      if choice then
+        vim.lsp.util.apply_workspace_edit(choice.edit, client.offset_encoding)
+      end
+    end)
+  end, bufnr)
+  if ok and request_id then
+    leave = vim.api.nvim_create_autocmd("BufLeave", {
+      buffer = bufnr,
+      once = true,
+      callback = function()
+        client:cancel_request(request_id)
+      end,
+    })
+  end
+end
+
 local function set_keymaps(bufnr, ic, keymaps)
   if keymaps.accept then
     vim.keymap.set("i", keymaps.accept, function()
@@ -260,6 +322,13 @@ function M.setup(opts)
 
   vim.api.nvim_create_user_command("QuillStats", show_stats, {
     desc = "Quill: suggestions shown and accepted in this session",
+    force = true,
+  })
+  vim.api.nvim_create_user_command("QuillRepair", function(command)
+    M.repair(command.line1, command.line2)
+  end, {
+    desc = "Quill: candidate patches for the line (or the range), then pick one",
+    range = true,
     force = true,
   })
 
