@@ -82,6 +82,10 @@ def register(server: QuillLanguageServer) -> None:
             cursor=pb.Position(line=params.position.line, character=params.position.character),
             mode=choose_mode(settings.completion_mode, document.language_id or "", context),
             limits=pb.CompletionLimits(max_tokens=settings.max_tokens),
+            context=pb.ContextOptions(
+                disable_retrieval=not settings.retrieval,
+                retrieval_token_budget=settings.retrieval_token_budget,
+            ),
         )
         started = time.perf_counter()
 

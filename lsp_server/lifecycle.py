@@ -20,10 +20,14 @@ def register(server: QuillLanguageServer) -> None:
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: QuillLanguageServer, params: types.InitializedParams) -> None:
         await ls.serving_client().start()
+        if ls.workspace_sync is not None:
+            ls.workspace_sync.start()  # in the background; retries while serving is away
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: QuillLanguageServer, params: None) -> None:
         await ls.telemetry.close()  # deliver what is queued, briefly
+        if ls.workspace_sync is not None:
+            await ls.workspace_sync.close()
         if ls.serving is not None:
             await ls.serving.close()
             ls.serving = None

@@ -88,6 +88,8 @@ class QuillLanguageServer(LanguageServer):
         self.document_listeners: list[Callable[[str], None]] = []
         # lsp_server.repair.RepairFeature, set when the feature registers.
         self.repair: Any = None
+        # lsp_server.workspace_sync.WorkspaceSync, set when the feature registers.
+        self.workspace_sync: Any = None
 
     async def _send_events(self, request: Any) -> bool:
         return await self.serving_client().report_events(request)
@@ -128,4 +130,7 @@ def create_server(settings: Settings | None = None) -> QuillLanguageServer:
     inline_completion.register(server)
     acceptance.register(server)
     repair.register(server)
+    from lsp_server import workspace_sync
+
+    workspace_sync.register(server)
     return server

@@ -49,6 +49,13 @@ class Settings:
     repair_timeout_s: float = 300.0
     # Regions longer than this many lines are refused.
     repair_max_lines: int = 30
+    # Repository retrieval: sync the workspace's files to serving and let it put relevant
+    # chunks of other files into prompts.
+    retrieval: bool = True
+    # Prompt tokens retrieved chunks may take; 0: serving's default (512).
+    retrieval_token_budget: int = 0
+    # Larger workspace files are not synced.
+    max_file_bytes: int = 1_000_000
 
 
 def _camel(name: str) -> str:
@@ -103,6 +110,10 @@ def parse_settings(options: Any) -> tuple[Settings, list[str]]:
     if settings.repair_max_lines < 1:
         problems.append("repairMaxLines must be at least 1")
         settings.repair_max_lines = Settings().repair_max_lines
+    for name in ("retrieval_token_budget", "max_file_bytes"):
+        if getattr(settings, name) < 0:
+            problems.append(f"{_camel(name)} must not be negative")
+            setattr(settings, name, getattr(Settings(), name))
     return settings, problems
 
 

@@ -316,6 +316,8 @@ class Workspace:
         from retrieval.index import WorkspaceIndex
 
         embedder = self._registry.embedder
+        # Load the query model now, so the first completion does not wait for it.
+        self._registry.query_embedder  # noqa: B018
         index = WorkspaceIndex.load(
             embedder, self.directory / "index", hnsw_threshold=self._registry.hnsw_threshold
         )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -38,6 +39,9 @@ async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[st
         metrics_address="",
         shutdown_grace_s=0.5,
     )
+    # Synced workspaces go to a temporary directory, never the user's cache.
+    data_dir = tempfile.TemporaryDirectory(prefix="quill-serving-data-")
+    config.retrieval.data_dir = Path(data_dir.name)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(config, lambda: engine, stop=stop))
     from quill.launcher import wait_for_serving
@@ -48,6 +52,7 @@ async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[st
     finally:
         stop.set()
         await task
+        data_dir.cleanup()
 
 
 @pytest.fixture

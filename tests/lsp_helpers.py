@@ -11,7 +11,12 @@ from tests.conftest import ROOT
 
 
 async def initialize(client: LanguageClient, **options: Any) -> types.InitializeResult:
-    """Initialize with `options` as initializationOptions (camelCase settings)."""
+    """Initialize with `options` as initializationOptions (camelCase settings).
+
+    Workspace sync (retrieval) is off unless a test turns it on: the root is this repository,
+    which other tests have no reason to upload and index.
+    """
+    options.setdefault("retrieval", False)
     return await client.initialize_session(
         types.InitializeParams(
             capabilities=types.ClientCapabilities(),

@@ -18,8 +18,13 @@ def serving_log_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_serving() -> Iterator[ServingProcess]:
-    serving = ServingProcess(log_path=serving_log_dir() / "serving-session.log")
+def real_serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingProcess]:
+    # Synced workspaces and their indices live in the session's temporary directory.
+    data_dir = tmp_path_factory.mktemp("serving-data")
+    serving = ServingProcess(
+        extra_args=["--data-dir", str(data_dir)],
+        log_path=serving_log_dir() / "serving-session.log",
+    )
     serving.start(timeout_s=900)
     try:
         yield serving
