@@ -106,9 +106,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--repair-prompt-style",
-        choices=("hint", "regenerate"),
+        choices=("rewrite", "hint", "regenerate"),
         default=None,
-        help="repair prompt: show the buggy lines as comments (hint, default) or regenerate them",
+        help="repair prompt style (see docs/repair.md); default rewrite",
     )
     p.add_argument(
         "--api-auto-mode",
@@ -285,7 +285,7 @@ def _cmd_model(args: argparse.Namespace) -> int:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks; each writes its figures to --json too")
     bench = p.add_subparsers(dest="bench", required=True)
-    from quill.bench import keystrokes, latency, quality, repair
+    from quill.bench import api, keystrokes, latency, quality, repair
 
     latency.add_parser(bench)
     quality.add_parser(bench)

@@ -98,7 +98,7 @@ class RepairConfig:
     max_region_lines: int = 40
     max_file_chars: int = 1_000_000
     max_prompt_tokens: int = 2048
-    prompt_style: str = "hint"
+    prompt_style: str = "rewrite"
     seed: int = 0
 
 

@@ -65,10 +65,14 @@ def load_tasks(path: Path, limit: int | None, seed: int) -> list[Task]:
 
 
 def passes(task: Task, middle: str, timeout_s: float = EXEC_TIMEOUT_S) -> bool:
-    """Run the completed program and its tests in an isolated interpreter, in a scratch folder."""
+    return program_passes(task.program(middle), timeout_s)
+
+
+def program_passes(program: str, timeout_s: float = EXEC_TIMEOUT_S) -> bool:
+    """Run a program with its tests in an isolated interpreter, in a scratch folder."""
     with tempfile.TemporaryDirectory(prefix="quill-quality-") as scratch:
         script = Path(scratch) / "candidate.py"
-        script.write_text(task.program(middle))
+        script.write_text(program)
         try:
             result = subprocess.run(
                 [sys.executable, "-I", str(script)],

@@ -1,9 +1,13 @@
 """The repair prompt for a prefix-only model, and splicing a patch back into the file.
 
-SmolLM2 has no fill-in-the-middle tokens, so the prompt is the file up to the region. Two styles:
-- "regenerate": the model writes the region's lines afresh after the code before them;
-- "hint": the buggy lines are shown first as comments ("# buggy: ..."), then "# fixed:", so the
-  model edits rather than invents (measured in docs/benchmarks.md).
+SmolLM2 has no fill-in-the-middle tokens, so the model writes the region after the code before
+it. Three styles:
+- "rewrite": the file up to the end of the top-level block holding the region (so the model sees
+  the code after the bug too), then "# Fixed version of the code above", then the block again up
+  to the region: the model copies the block and writes the region anew, usually as an edit;
+- "hint": the file up to the region, the buggy lines as comments ("# buggy: ..."), "# fixed:";
+- "regenerate": the file up to the region; the model writes the region afresh.
+Measured in docs/benchmarks.md.
 The failing test output, when given, goes in as comment lines just before the region.
 The region's first-line indentation is part of the prompt (minus one space, so the model's first
 token is the natural " word" token), and so part of every patch.
@@ -14,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-PROMPT_STYLES = ("regenerate", "hint")
+PROMPT_STYLES = ("rewrite", "hint", "regenerate")
+# How far "rewrite" looks for the end of the enclosing top-level block after the region.
+_MAX_WINDOW_LINES_AFTER = 40
 _MAX_FAILURE_LINES = 6
 _MAX_FAILURE_LINE_CHARS = 160
 
@@ -68,15 +74,44 @@ def build_prompt(
         for line in failing_test_output.strip().splitlines()[-_MAX_FAILURE_LINES:]
         if line.strip()
     ]
+    before = list(region.lines[: region.start])
+    if style == "rewrite":
+        block_start, block_end = _top_level_block(region)
+        shown = region.lines[:block_end]
+        buggy = region.lines[region.start].strip()
+        title = f"# Fixed version of the code above (the bug is in `{buggy}`)"
+        text = "\n".join(
+            [*shown, "", "", title, *notes, *region.lines[block_start : region.start], head]
+        )
+        ids = encode(text) or encode("\n")
+        return RepairPrompt(token_ids=ids[-budget_tokens:], head=head)
     if style == "hint":
         notes += [
             f"{indent}# buggy: {line.strip()}"
             for line in region.lines[region.start : region.end + 1]
         ]
         notes.append(f"{indent}# fixed:")
-    before = list(region.lines[: region.start])
     text = "\n".join([*before, *notes, head])
     # An empty prompt (region at the top of the file, nothing before it) is not a prompt.
     ids = encode(text) or encode("\n")
     # Keep the end of the file: the code right before the region matters most.
     return RepairPrompt(token_ids=ids[-budget_tokens:], head=head)
+
+
+def _top_level_block(region: Region) -> tuple[int, int]:
+    """Lines [start, end) of the top-level statement (def, class...) holding the region."""
+    lines = region.lines
+    start = region.start
+    while start > 0 and not _top_level(lines[start]):
+        start -= 1
+    while start > 0 and lines[start - 1].startswith("@"):
+        start -= 1
+    end = region.end + 1
+    limit = min(len(lines), end + _MAX_WINDOW_LINES_AFTER)
+    while end < limit and not _top_level(lines[end]):
+        end += 1
+    return start, end
+
+
+def _top_level(line: str) -> bool:
+    return bool(line.strip()) and not line[0].isspace() and not line.startswith("#")

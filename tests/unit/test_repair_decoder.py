@@ -148,5 +148,12 @@ def test_prompt_styles_keep_the_indentation_and_show_the_buggy_line() -> None:
     assert hint.head == "   "
     plain = build_prompt(REGION, "", "regenerate", engine.encode, 999)
     assert engine.decode(plain.token_ids) == "def total(items):\n    result = sum(items)\n   "
+    rewrite = engine.decode(build_prompt(REGION, "", "rewrite", engine.encode, 999).token_ids)
+    # The whole buggy block first, then the block again up to the region.
+    assert rewrite == (
+        FILE
+        + "\n\n\n# Fixed version of the code above (the bug is in `return reslt`)\n"
+        "def total(items):\n    result = sum(items)\n   "
+    )
     short = build_prompt(REGION, "", "regenerate", engine.encode, 3)
     assert len(short.token_ids) == 3
