@@ -5,7 +5,6 @@ saved edits re-index, and completion prompts carry another file's definition."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 
 import grpc
@@ -19,12 +18,8 @@ from quill.v1 import quill_pb2_grpc
 from tests.conftest import in_process_serving, lsp_command
 from tests.fakes import ScriptedEngine
 from tests.lsp_helpers import complete_at_end, open_document
+from tests.retrieval_workspace import BILLING, initialize_in, workspace_id, write_workspace
 
-BILLING = '''def compute_invoice_total(items, tax_rate):
-    """Sum of prices plus tax."""
-    return sum(item.price for item in items) * (1 + tax_rate)
-'''
-SHAPES = "class Circle:\n    def area(self):\n        return 3.14159 * self.radius ** 2\n"
 MAIN = "from shop.billing import compute_invoice_total\n\ntotal = compute_invoice_total("
 
 
@@ -34,34 +29,10 @@ async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
     await lsp_client.shutdown_session()
 
 
-def _workspace(root: Path) -> None:
-    (root / "shop").mkdir()
-    (root / "shop" / "billing.py").write_text(BILLING)
-    (root / "geo.py").write_text(SHAPES)
-    (root / "main.py").write_text(MAIN)
-    (root / "image.png").write_bytes(b"\x89PNG\x00\x00")
-    (root / ".gitignore").write_text("build/\n")
-    (root / "build").mkdir()
-    (root / "build" / "generated.py").write_text("generated = True\n")
-
-
-async def _initialize(client: LanguageClient, root: Path, address: str, **options: object) -> None:
-    await client.initialize_session(
-        types.InitializeParams(
-            capabilities=types.ClientCapabilities(
-                window=types.WindowClientCapabilities(work_done_progress=True)
-            ),
-            root_uri=root.as_uri(),
-            initialization_options={"servingAddress": address, **options},
-        )
-    )
-
-
 async def _status(address: str, root: Path) -> pb.IndexStatus:
-    workspace_id = hashlib.sha256(root.as_uri().encode()).hexdigest()[:16]
     async with grpc.aio.insecure_channel(address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)
-        answer = await stub.SyncWorkspace(pb.SyncWorkspaceRequest(workspace_id=workspace_id))
+        answer = await stub.SyncWorkspace(pb.SyncWorkspaceRequest(workspace_id=workspace_id(root)))
     return answer.status
 
 
@@ -80,7 +51,7 @@ async def _complete_with_context(
     """Complete at the end of main.py until retrieval answers within its deadline (the query
     model may still be loading); returns the final message and the prompt the engine got."""
     request = pb.CompleteRequest(
-        workspace_id=hashlib.sha256(root.as_uri().encode()).hexdigest()[:16],
+        workspace_id=workspace_id(root),
         file_path="main.py",
         language="python",
         prefix=MAIN,
@@ -114,10 +85,10 @@ async def _until_progress_ends(client: LanguageClient) -> list[object]:
 async def test_sync_progress_and_retrieved_context_in_the_prompt(
     client: LanguageClient, tmp_path: Path
 ) -> None:
-    _workspace(tmp_path)
+    write_workspace(tmp_path, MAIN)
     engine = ScriptedEngine(chunks=["cart.items, 0.2)"], max_model_len=4096)
     async with in_process_serving(engine) as address:
-        await _initialize(client, tmp_path, address)
+        await initialize_in(client, tmp_path, address)
         values = await _until_progress_ends(client)
         assert isinstance(values[0], types.WorkDoneProgressBegin)
         reports = [v.message for v in values if isinstance(v, types.WorkDoneProgressReport)]
@@ -158,10 +129,10 @@ async def test_sync_progress_and_retrieved_context_in_the_prompt(
 async def test_retrieval_off_sends_nothing_and_prompts_stay_plain(
     client: LanguageClient, tmp_path: Path
 ) -> None:
-    _workspace(tmp_path)
+    write_workspace(tmp_path, MAIN)
     engine = ScriptedEngine(chunks=["x)"], max_model_len=4096)
     async with in_process_serving(engine) as address:
-        await _initialize(client, tmp_path, address, retrieval=False)
+        await initialize_in(client, tmp_path, address, retrieval=False)
         uri = (tmp_path / "main.py").as_uri()
         open_document(client, uri, MAIN)
         await complete_at_end(client, uri, MAIN)
@@ -175,16 +146,15 @@ async def test_retrieval_off_sends_nothing_and_prompts_stay_plain(
 async def test_a_small_budget_limits_the_context(
     client: LanguageClient, tmp_path: Path, budget: int
 ) -> None:
-    _workspace(tmp_path)
+    write_workspace(tmp_path, MAIN)
     engine = ScriptedEngine(chunks=["x)"], max_model_len=4096)
     async with in_process_serving(engine) as address:
-        await _initialize(client, tmp_path, address)
+        await initialize_in(client, tmp_path, address)
         await _until_progress_ends(client)
         await _until_indexed(address, tmp_path, 3)
         await _complete_with_context(address, tmp_path, engine)  # the query model is loaded
-        workspace_id = hashlib.sha256(tmp_path.as_uri().encode()).hexdigest()[:16]
         request = pb.CompleteRequest(
-            workspace_id=workspace_id,
+            workspace_id=workspace_id(tmp_path),
             file_path="main.py",
             language="python",
             prefix=MAIN,
