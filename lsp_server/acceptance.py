@@ -83,4 +83,17 @@ def register(server: QuillLanguageServer) -> None:
             "typeAheadHits": ls.typeahead.hits,
             "superseded": ls.superseded_count,
             "reusedInFlight": ls.reused_count,
+            "earlyFirstLines": ls.early_first_lines,
+            "usedTokens": ls.token_usage.total,
+            "streamedBlocks": [list(pair) for pair in ls.streamed_blocks],
+            "completions": [
+                {
+                    "multiLine": record.multi_line,
+                    "tokens": record.tokens,
+                    "shownTokens": ls.token_usage.of(record.suggestion_id),
+                    "outcome": record.outcome,
+                    "seconds": round(record.seconds, 3),
+                }
+                for record in ls.completion_log
+            ],
         }

@@ -8,6 +8,7 @@ so an editor gets a ready server in well under a second.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from pygls.protocol import LanguageServerProtocol
 from lsp_server.serving_client import ServingClient
 from lsp_server.settings import Settings, parse_settings
 from lsp_server.telemetry import Telemetry
-from lsp_server.typeahead import TypeAheadCache
+from lsp_server.typeahead import TokenUsage, TypeAheadCache
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +77,19 @@ class QuillLanguageServer(LanguageServer):
         self.serving: ServingClient | None = None
         self.telemetry = Telemetry(self._send_events)
         self.typeahead = TypeAheadCache()
+        # Engine tokens behind suggestions the editor was shown (the honest "not wasted").
+        self.token_usage = TokenUsage()
+        self.early_first_lines = 0
+        # (seconds to the early first line, seconds to the whole block) of streamed blocks.
+        self.streamed_blocks: deque[tuple[float, float]] = deque(maxlen=1000)
+        # The last serving calls (lsp_server.inline_completion.CompletionRecord).
+        self.completion_log: deque[Any] = deque(maxlen=2000)
         # The serving call in flight per document (lsp_server.inline_completion.InFlight), so a
         # newer request can reuse or supersede it.
         self.inflight: dict[str, Any] = {}
+        # Number of the newest inline completion request per document: an older one that is
+        # still waiting answers with nothing.
+        self.latest_completion: dict[str, int] = {}
         self.superseded_count = 0
         self.reused_count = 0
         self.accepted_count = 0

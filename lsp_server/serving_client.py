@@ -80,10 +80,16 @@ class ServingClient:
         """The channel's stub, for calls driven elsewhere (the Repair stream)."""
         return self._stub
 
-    async def complete(self, request: pb.CompleteRequest, timeout_s: float) -> Completion | None:
+    async def complete(
+        self,
+        request: pb.CompleteRequest,
+        timeout_s: float,
+        on_delta: Callable[[pb.TextDelta], None] | None = None,
+    ) -> Completion | None:
         """Run one completion; None when serving is down (already reported to the user).
 
-        Cancelling the awaiting task cancels the RPC, which aborts the engine request.
+        `on_delta` sees the text as it streams (multi-line: whole lines). Cancelling the
+        awaiting task cancels the RPC, which aborts the engine request.
         """
         if self._down_reason is not None:
             return None
@@ -94,6 +100,8 @@ class ServingClient:
             async for response in call:
                 if response.HasField("done"):
                     return Completion(text=response.done.text, done=response.done)
+                if on_delta is not None:
+                    on_delta(response.delta)
             raise ServingUnavailableError("serving closed the stream without a final message")
         except asyncio.CancelledError:
             call.cancel()

@@ -38,6 +38,17 @@ class Settings:
     # document in the meantime replaces it without a model call. 0: editors debounce already
     # (Neovim waits 200 ms, VS Code has its own delay).
     debounce_ms: int = 0
+    # Repository retrieval: sync the workspace's files to serving and let it put relevant
+    # chunks of other files into prompts.
+    retrieval: bool = True
+    # Prompt tokens retrieved chunks may take; 0: serving's default (512).
+    retrieval_token_budget: int = 0
+    # Larger workspace files are not synced.
+    max_file_bytes: int = 1_000_000
+    # Multi-line: answer with the first line as soon as it is written while the block goes on
+    # generating; the editor's next request (after accepting or typing it) gets the block from
+    # the same generation. Off: wait for the whole block.
+    stream_first_line: bool = True
     # Repair: the Python interpreter whose environment Jedi completes against ("": the
     # workspace's .venv if it has one, else the environment Jedi finds itself).
     python_path: str = ""
@@ -49,13 +60,6 @@ class Settings:
     repair_timeout_s: float = 300.0
     # Regions longer than this many lines are refused.
     repair_max_lines: int = 30
-    # Repository retrieval: sync the workspace's files to serving and let it put relevant
-    # chunks of other files into prompts.
-    retrieval: bool = True
-    # Prompt tokens retrieved chunks may take; 0: serving's default (512).
-    retrieval_token_budget: int = 0
-    # Larger workspace files are not synced.
-    max_file_bytes: int = 1_000_000
 
 
 def _camel(name: str) -> str:
@@ -119,7 +123,9 @@ def parse_settings(options: Any) -> tuple[Settings, list[str]]:
 
 def _coerce(value: Any, default: Any) -> Any:
     if isinstance(default, bool) or isinstance(value, bool):
-        raise TypeError
+        if not (isinstance(default, bool) and isinstance(value, bool)):
+            raise TypeError
+        return value
     if isinstance(default, int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)

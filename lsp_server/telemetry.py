@@ -89,6 +89,12 @@ class Telemetry:
             )
         )
 
+    def extended(self, suggestion_id: str, text: str) -> None:
+        """More of a suggestion went to the editor (the block after its early first line)."""
+        suggestion = self._suggestions.get(suggestion_id)
+        if suggestion is not None and len(text) > len(suggestion.text):
+            suggestion.text = text
+
     def client_shown(self, suggestion_id: str) -> None:
         if not self.client_reports_shown:
             # From now on only the client's notifications count as shown; this suggestion was

@@ -28,18 +28,20 @@ def typed_since(then_offset: int, then_anchor: str, offset: int, prefix: str) ->
     return prefix[len(prefix) - typed_len :]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Remembered:
     suggestion_id: str
     offset: int  # cursor offset in the document when the suggestion was made
     anchor: str  # the text just before that cursor
     text: str
+    tokens: int  # engine tokens behind `text`
 
 
 @dataclass(frozen=True)
 class TypeAheadHit:
     suggestion_id: str
     remaining: str
+    tokens: int
 
 
 class TypeAheadCache:
@@ -47,8 +49,21 @@ class TypeAheadCache:
         self._by_uri: dict[str, _Remembered] = {}
         self.hits = 0
 
-    def remember(self, uri: str, offset: int, prefix: str, suggestion_id: str, text: str) -> None:
-        self._by_uri[uri] = _Remembered(suggestion_id, offset, prefix[-ANCHOR_CHARS:], text)
+    def remember(
+        self, uri: str, offset: int, prefix: str, suggestion_id: str, text: str, tokens: int = 0
+    ) -> None:
+        self._by_uri[uri] = _Remembered(suggestion_id, offset, prefix[-ANCHOR_CHARS:], text, tokens)
+
+    def extend(self, uri: str, suggestion_id: str, offset: int, text: str, tokens: int) -> None:
+        """The rest of a suggestion arrived (a block after its early first line; `text` is
+        all of it, from the cursor at `offset`): type-ahead goes on from the whole of it, if it
+        is still the document's last suggestion."""
+        last = self._by_uri.get(uri)
+        if last is None or last.suggestion_id != suggestion_id or last.offset < offset:
+            return
+        rest = text[last.offset - offset :]
+        if rest.startswith(last.text):
+            last.text, last.tokens = rest, tokens
 
     def forget(self, uri: str) -> None:
         self._by_uri.pop(uri, None)
@@ -62,4 +77,24 @@ class TypeAheadCache:
         if typed is None or len(typed) >= len(last.text) or not last.text.startswith(typed):
             return None
         self.hits += 1
-        return TypeAheadHit(last.suggestion_id, last.text[len(typed) :])
+        return TypeAheadHit(last.suggestion_id, last.text[len(typed) :], last.tokens)
+
+
+class TokenUsage:
+    """Engine tokens behind what the editor was shown, per suggestion (the rest is waste)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._by_id: dict[str, int] = {}
+        self._capacity = capacity
+        self.total = 0
+
+    def of(self, suggestion_id: str) -> int:
+        return self._by_id.get(suggestion_id, 0)
+
+    def shown(self, suggestion_id: str, tokens: int) -> None:
+        before = self._by_id.get(suggestion_id, 0)
+        if tokens > before:
+            self.total += tokens - before
+            self._by_id[suggestion_id] = tokens
+            if len(self._by_id) > self._capacity:
+                self._by_id.pop(next(iter(self._by_id)))

@@ -10,14 +10,23 @@ supersedes the pending request). When what the person types next matches the sug
 screen, the language server answers from type-ahead without a model call.
 
 Reported: p50/p95 time from keystroke to a suggestion, the share of requests cancelled
-(superseded), engine tokens wasted on cancelled requests as a share of all generated tokens
-(`wasted_token_share`), type-ahead hits, and the shares of single- and multi-line suggestions.
+(superseded), type-ahead hits, the shares of single- and multi-line suggestions, and waste:
+`wasted_token_share` is the share of all tokens the engine generated that never reached the
+screen — tokens of requests whose output was never shown, and of the part of a shown request
+generated after what was shown (each language server counts the tokens behind what it showed;
+serving counts what it generated). `cancelled_token_share` is the older, narrower figure:
+tokens of requests cancelled mid-generation. For streamed multi-line suggestions, the time to
+the early first line and to the whole block.
+
+`--variant NAME:key=value,...` runs the same typing again with other language-server settings
+against the same serving, one variant after another, and reports each with ratios to the first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import sys
@@ -44,8 +53,16 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--context-lines", type=int, default=40, help="lines already in the file")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1, help="times each variant types, in turns")
     p.add_argument("--address", default=None, help="use this serving (its --metrics too)")
     p.add_argument("--metrics-url", default=None)
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:key=value,...",
+        help="also run with these initializationOptions (JSON values); repeatable",
+    )
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(func=run)
 
@@ -77,12 +94,31 @@ def _sources(seed: int, editors: int, context_lines: int, chars: int) -> list[tu
     return result
 
 
+def _parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
+    name, _, assignments = spec.partition(":")
+    options: dict[str, Any] = {}
+    for assignment in filter(None, assignments.split(",")):
+        key, _, value = assignment.partition("=")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return name, options
+
+
 async def _editor(
-    address: str, number: int, head: str, typed: str, args: argparse.Namespace
+    address: str,
+    number: int,
+    head: str,
+    typed: str,
+    args: argparse.Namespace,
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     from lsp_server.stdio_client import StdioLanguageClient
 
-    client = StdioLanguageClient(Path.cwd(), {"servingAddress": address, "requestTimeoutS": 60})
+    client = StdioLanguageClient(
+        Path.cwd(), {"servingAddress": address, "requestTimeoutS": 60, **options}
+    )
     await client.start()
     path = Path.cwd() / f"typing_{number}.py"
     text = head
@@ -125,7 +161,9 @@ async def _editor(
             pending = asyncio.create_task(ask(keystroke_at, len(lines) - 1, len(lines[-1])))
             await asyncio.sleep(pause - debounce)
         if pending is not None:
-            await asyncio.wait_for(pending, 60)
+            # The last request may still be generating on a loaded machine; not worth failing.
+            await asyncio.wait({pending}, timeout=60)
+            pending.cancel()
         stats = await client.execute_command("quill.stats")
     finally:
         await client.stop()
@@ -137,6 +175,11 @@ async def _editor(
         "multi": multi,
         "type_ahead_hits": stats.get("typeAheadHits", 0),
         "superseded": stats.get("superseded", 0),
+        "used_tokens": stats.get("usedTokens", 0),
+        "early_first_lines": stats.get("earlyFirstLines", 0),
+        "reused": stats.get("reusedInFlight", 0),
+        "streamed_blocks": stats.get("streamedBlocks", []),
+        "completions": stats.get("completions", []),
     }
 
 
@@ -144,6 +187,8 @@ async def _run(args: argparse.Namespace) -> int:
     from quill import envs
     from quill.launcher import ServingProcess
 
+    variants: list[tuple[str, dict[str, Any]]] = [("default", {})]
+    variants += [_parse_variant(spec) for spec in args.variant]
     serving = None
     address, metrics_url = args.address, args.metrics_url
     if address is None:
@@ -151,61 +196,144 @@ async def _run(args: argparse.Namespace) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
         serving = ServingProcess(log_path=log).start()
         address, metrics_url = serving.address, serving.metrics_url
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
     try:
-        generated_before = (
-            _metric(metrics_url, "quill_completion_tokens_total") if metrics_url else 0
-        )
-        wasted_before = _metric(metrics_url, "quill_wasted_tokens_total") if metrics_url else 0
-        started = time.perf_counter()
-        sources = _sources(args.seed, args.editors, args.context_lines, args.chars)
-        results = await asyncio.gather(
-            *(_editor(address, n, head, typed, args) for n, (head, typed) in enumerate(sources))
-        )
-        wall = time.perf_counter() - started
-        await asyncio.sleep(1.0)
-        generated = (
-            _metric(metrics_url, "quill_completion_tokens_total") - generated_before
-            if metrics_url
-            else 0
-        )
-        wasted = (
-            _metric(metrics_url, "quill_wasted_tokens_total") - wasted_before if metrics_url else 0
-        )
+        # Variants take turns, round after round, so a shared machine's load drifts over all.
+        for round_number in range(args.rounds):
+            for name, options in variants:
+                raw[name].append(await _run_once(address, metrics_url, args, options))
+                print(f"round {round_number + 1}: {name} done", file=sys.stderr)
     finally:
         if serving is not None:
             serving.stop()
-    latencies = [x for r in results for x in r["latencies"]]
-    requests = sum(r["requests"] for r in results)
-    keystrokes = sum(r["keystrokes"] for r in results)
-    suggestions = sum(r["suggestions"] for r in results)
-    figures = {
+    runs = {name: _figures(raw[name], args) | {"settings": options} for name, options in variants}
+    figures = dict(runs["default"])
+    if len(runs) > 1:
+        figures["variants"] = runs
+        figures["ratios_to_default"] = {
+            name: {
+                key: round(run[key] / figures[key], 3) if figures[key] else None
+                for key in _RATIO_KEYS
+            }
+            for name, run in runs.items()
+            if name != "default"
+        }
+    figures["machine"] = machine_info()
+    write_json(args.json, figures)
+    return 0
+
+
+_RATIO_KEYS = (
+    "keystroke_to_suggestion_p50_ms",
+    "keystroke_to_suggestion_p95_ms",
+    "wasted_token_share",
+    "generated_tokens",
+    "suggestions",
+)
+
+
+async def _run_once(
+    address: str, metrics_url: str | None, args: argparse.Namespace, options: dict[str, Any]
+) -> dict[str, Any]:
+    """One round of all editors typing with these settings; raw counts."""
+
+    def metric(name: str) -> float:
+        return _metric(metrics_url, name) if metrics_url else 0.0
+
+    generated_before = metric("quill_completion_tokens_total")
+    cancelled_before = metric("quill_wasted_tokens_total")
+    prompt_before = metric("quill_prompt_tokens_total")
+    started = time.perf_counter()
+    sources = _sources(args.seed, args.editors, args.context_lines, args.chars)
+    results = await asyncio.gather(
+        *(
+            _editor(address, n, head, typed, args, options)
+            for n, (head, typed) in enumerate(sources)
+        )
+    )
+    wall = time.perf_counter() - started
+    await asyncio.sleep(1.0)  # the last requests' counters
+    merged: dict[str, Any] = {
+        key: [x for r in results for x in r[key]] if isinstance(results[0][key], list)
+        else sum(r[key] for r in results)
+        for key in results[0]
+    }  # fmt: skip
+    merged["generated"] = metric("quill_completion_tokens_total") - generated_before
+    merged["prompt"] = metric("quill_prompt_tokens_total") - prompt_before
+    merged["cancelled"] = metric("quill_wasted_tokens_total") - cancelled_before
+    merged["wall"] = wall
+    return merged
+
+
+def _figures(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    def total(key: str) -> Any:
+        values = [r[key] for r in rounds]
+        return [x for v in values for x in v] if isinstance(values[0], list) else sum(values)
+
+    latencies = [x * 1e3 for x in total("latencies")]
+    requests, suggestions, multi = total("requests"), total("suggestions"), total("multi")
+    generated, used = total("generated"), total("used_tokens")
+    blocks = total("streamed_blocks")
+    figures: dict[str, Any] = {
         "editors": args.editors,
-        "keystrokes": keystrokes,
+        "rounds": len(rounds),
+        "keystrokes": total("keystrokes"),
         "requests": requests,
         "client_debounce_ms": args.client_debounce_ms,
         "keystrokes_per_second_per_editor": args.cps,
         "suggestions": suggestions,
-        "keystroke_to_suggestion_p50_ms": round(percentile([x * 1e3 for x in latencies], 50), 1),
-        "keystroke_to_suggestion_p95_ms": round(percentile([x * 1e3 for x in latencies], 95), 1),
-        "cancelled_share": round(sum(r["superseded"] for r in results) / requests, 3)
-        if requests
+        "keystroke_to_suggestion_p50_ms": round(percentile(latencies, 50), 1),
+        "keystroke_to_suggestion_p95_ms": round(percentile(latencies, 95), 1),
+        "keystroke_to_suggestion_mean_ms": round(statistics.fmean(latencies), 1)
+        if latencies
         else 0.0,
-        "wasted_token_share": round(wasted / generated, 3) if generated else 0.0,
+        "cancelled_share": _share(total("superseded"), requests),
+        "wasted_token_share": _share(max(0.0, generated - used), generated),
+        "cancelled_token_share": _share(total("cancelled"), generated),
         "generated_tokens": generated,
-        "wasted_tokens": wasted,
-        "type_ahead_hits": sum(r["type_ahead_hits"] for r in results),
-        "multi_line_share": round(sum(r["multi"] for r in results) / suggestions, 3)
-        if suggestions
-        else 0.0,
-        "single_line_share": round(1 - sum(r["multi"] for r in results) / suggestions, 3)
-        if suggestions
-        else 0.0,
-        "wall_s": round(wall, 1),
+        "shown_tokens": used,
+        "wasted_tokens": max(0.0, generated - used),
+        "type_ahead_hits": total("type_ahead_hits"),
+        "answered_from_stream_in_flight": total("reused"),
+        "early_first_lines": total("early_first_lines"),
+        "multi_line_share": _share(multi, suggestions),
+        "single_line_share": _share(suggestions - multi, suggestions),
+        "wall_s": round(total("wall"), 1),
         "seed": args.seed,
-        "machine": machine_info(),
     }
-    if latencies:
-        figures["keystroke_to_suggestion_mean_ms"] = round(statistics.fmean(latencies) * 1e3, 1)
-    write_json(args.json, figures)
-    print(f"{suggestions} suggestions for {requests} keystrokes", file=sys.stderr)
-    return 0
+    figures["prompt_tokens"] = total("prompt")
+    figures["where_tokens_went"] = _breakdown(total("completions"))
+    if blocks:
+        first = [pair[0] * 1e3 for pair in blocks]
+        whole = [pair[1] * 1e3 for pair in blocks]
+        figures["streamed_blocks"] = len(blocks)
+        figures["time_to_first_line_p50_ms"] = round(percentile(first, 50), 1)
+        figures["time_to_full_block_p50_ms"] = round(percentile(whole, 50), 1)
+        figures["first_line_over_full_block_p50"] = round(
+            statistics.median(f / w for f, w in zip(first, whole, strict=True) if w), 3
+        )
+    return figures
+
+
+def _breakdown(completions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Generated and shown tokens per mode and per outcome, from the language servers' logs of
+    their serving calls (a cancelled multi-line call's last partial line is not in them)."""
+    result: dict[str, Any] = {}
+    for mode in (False, True):
+        calls = [c for c in completions if c["multiLine"] is mode]
+        name = "multi_line" if mode else "single_line"
+        by_outcome = {}
+        for outcome in sorted({c["outcome"] for c in calls}):
+            group = [c for c in calls if c["outcome"] == outcome]
+            by_outcome[outcome] = {
+                "calls": len(group),
+                "tokens": sum(c["tokens"] for c in group),
+                "shown_tokens": sum(min(c["shownTokens"], c["tokens"]) for c in group),
+                "median_seconds": round(statistics.median(c["seconds"] for c in group), 2),
+            }
+        result[name] = by_outcome
+    return result
+
+
+def _share(part: float, whole: float) -> float:
+    return round(part / whole, 3) if whole else 0.0

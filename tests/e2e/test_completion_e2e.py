@@ -18,7 +18,7 @@ from quill.launcher import ServingProcess
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from tests.conftest import ROOT, lsp_command
-from tests.lsp_helpers import complete_at_end, execute, initialize, open_document
+from tests.lsp_helpers import complete_at_end, edit, execute, initialize, open_document
 
 pytestmark = pytest.mark.e2e
 
@@ -68,13 +68,42 @@ async def test_multi_line_completion_writes_an_indented_body(
     client: LanguageClient, real_serving: ServingProcess
 ) -> None:
     text = "def fibonacci(n):"
-    items = await _lsp_complete(client, real_serving.address, text)
+    items = await _lsp_complete(client, real_serving.address, text, streamFirstLine=False)
     assert len(items) == 1
     body = items[0].insert_text
     lines = [line for line in body.split("\n") if line.strip()]
     assert len(lines) >= 2, body
     assert all(line.startswith("    ") for line in lines), body
     assert "return" in body
+
+
+async def test_multi_line_first_line_early_then_the_block_from_the_same_generation(
+    client: LanguageClient, real_serving: ServingProcess
+) -> None:
+    text = "def fibonacci(n):"
+    first = await _lsp_complete(client, real_serving.address, text)
+    assert len(first) == 1
+    line = first[0].insert_text
+    # Only the first line, while the engine is still writing the block.
+    assert line.startswith("\n    ") and line.strip() and "\n" not in line.strip(), line
+    suggestion_id = first[0].command.arguments[0]
+    stats = await execute(client, "quill.stats")
+    assert stats["earlyFirstLines"] == 1
+    for _ in range(1200):  # the block finishes in the background
+        if (await execute(client, "quill.stats"))["streamedBlocks"]:
+            break
+        await asyncio.sleep(0.1)
+    # The user accepts the first line; the editor asks again at its end.
+    accepted = text + line
+    edit(client, URI, 2, (0, len(text)), (0, len(text)), line)
+    rest = (await complete_at_end(client, URI, accepted)).items
+    assert len(rest) == 1 and rest[0].command.arguments[0] == suggestion_id
+    block = line + rest[0].insert_text
+    lines = [x for x in block.split("\n") if x.strip()]
+    assert len(lines) >= 2 and all(x.startswith("    ") for x in lines), block
+    assert "return" in block
+    stats = await execute(client, "quill.stats")
+    assert stats["typeAheadHits"] == 1 and stats["superseded"] == 0
 
 
 async def test_cancel_mid_stream_stops_generation_in_the_engine(

@@ -43,3 +43,12 @@ def test_bad_values_fall_back_to_defaults_with_problems() -> None:
 def test_non_object_options() -> None:
     settings, problems = parse_settings(["x"])
     assert settings == Settings() and len(problems) == 1
+
+
+def test_boolean_settings_take_only_booleans() -> None:
+    settings, problems = parse_settings({"streamFirstLine": False})
+    assert problems == [] and settings.stream_first_line is False
+    settings, problems = parse_settings({"streamFirstLine": "no"})
+    assert settings.stream_first_line is True and len(problems) == 1
+    settings, problems = parse_settings({"maxTokens": True})  # not an int
+    assert settings.max_tokens == 0 and len(problems) == 1
