@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
@@ -105,7 +106,13 @@ async def repair_server(engine: TokenScriptedEngine, config: RepairConfig) -> As
         await server.stop(0)
 
 
+def _repairs_counted(mode: str) -> float:
+    return REGISTRY.get_sample_value("quill_repairs_total", {"mode": mode, "outcome": "ok"}) or 0
+
+
 def test_guided_and_unguided_repair_through_serving() -> None:
+    counted_before = _repairs_counted("guided"), _repairs_counted("unguided")
+
     async def scenario() -> None:
         engine = scripted_engine(SCRIPT)
         async with in_process_serving(engine) as address:
@@ -126,6 +133,8 @@ def test_guided_and_unguided_repair_through_serving() -> None:
         assert unguided_done is not None and unguided_done.engine_queries == 0
 
     asyncio.run(scenario())
+    after = _repairs_counted("guided"), _repairs_counted("unguided")
+    assert (after[0] - counted_before[0], after[1] - counted_before[1]) == (1, 1)
 
 
 @pytest.mark.parametrize(
