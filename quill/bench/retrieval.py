@@ -208,7 +208,7 @@ def _faiss(index: Any, embedder: Any, queries: list[str], sizes: list[int]) -> d
 # ---- save to searchable ----
 
 
-async def _save_to_searchable(embedder: Any, tree: Path, files: int = 40) -> dict[str, Any]:
+async def _save_to_searchable(embedder: Any, tree: Path, files: int = 12) -> dict[str, Any]:
     from quill.v1 import quill_pb2 as pb
     from quill.workspace_files import walk_workspace
     from serving.workspaces import WorkspaceRegistry
