@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from pygls.workspace import TextDocument
 from lsp_server.completion_engines.base import CompletionEngine
 from lsp_server.completion_engines.jedi_engine import JediCompletionEngine, JediWorker
 from lsp_server.inline_completion import relative_path, workspace_id
+from lsp_server.progress import WorkDoneProgress
 from lsp_server.repair_client import (
     RepairError,
     RepairInputError,
@@ -144,16 +144,25 @@ class RepairFeature:
             raise RepairFailedError(f"serving at {client.address} is unavailable")
         engine = None if start.unguided else self.engine_for(request.uri, start.language)
         self.cancel(request.uri, "a newer repair of this document started")
-        progress = _Progress(
-            ls, f"Quill repair: lines {request.start_line + 1}-{request.end_line + 1}"
+        progress = WorkDoneProgress(
+            ls,
+            f"Quill repair: lines {request.start_line + 1}-{request.end_line + 1}",
+            token_prefix="quill-repair",
         )
-        await progress.begin()
+        await progress.begin("sampling", cancellable=True)
+
+        def report(state: pb.RepairProgress) -> None:
+            budget = max(state.budget, 1)
+            progress.report(
+                f"{state.samples_done}/{state.budget} samples", 100 * state.samples_done // budget
+            )
+
         task = asyncio.ensure_future(
             run_repair(
                 client.stub,
                 start,
                 engine,
-                on_progress=progress.report,
+                on_progress=report,
                 metadata=((WORKSPACE_HEADER, start.workspace_id),),
                 engine_deadline_s=ls.settings.repair_engine_deadline_s,
                 timeout_s=ls.settings.repair_timeout_s,
@@ -392,58 +401,6 @@ def candidate_edit(
             )
         ]
     )
-
-
-class _Progress:
-    """A server-initiated `$/progress` (window/workDoneProgress/create) when the client can show
-    one; otherwise nothing. Reports samples done and candidates so far."""
-
-    def __init__(self, ls: QuillLanguageServer, title: str) -> None:
-        self._ls = ls
-        self._title = title
-        self._token = f"quill-repair-{uuid.uuid4().hex}"
-        self._active = False
-
-    async def begin(self) -> None:
-        window = self._ls.client_capabilities.window
-        if window is None or not window.work_done_progress:
-            return
-        try:
-            await asyncio.wait_for(self._ls.work_done_progress.create_async(self._token), 5)
-        except Exception as error:  # noqa: BLE001 - progress is a nicety; the repair goes on
-            logger.info("no progress for the repair: %s", error)
-            return
-        self._active = True
-        self._ls.work_done_progress.begin(
-            self._token,
-            types.WorkDoneProgressBegin(
-                title=self._title, message="sampling", cancellable=True, percentage=0
-            ),
-        )
-
-    def on_cancel(self, callback: Any) -> None:
-        future = self._ls.work_done_progress.tokens.get(self._token)
-        if future is not None:
-            future.add_done_callback(lambda done: callback() if done.cancelled() else None)
-
-    def report(self, progress: pb.RepairProgress) -> None:
-        if not self._active:
-            return
-        budget = max(progress.budget, 1)
-        self._ls.work_done_progress.report(
-            self._token,
-            types.WorkDoneProgressReport(
-                message=f"{progress.samples_done}/{progress.budget} samples",
-                percentage=min(100, 100 * progress.samples_done // budget),
-            ),
-        )
-
-    def end(self, message: str) -> None:
-        if not self._active:
-            return
-        self._active = False
-        self._ls.work_done_progress.end(self._token, types.WorkDoneProgressEnd(message=message))
-        self._ls.work_done_progress.tokens.pop(self._token, None)
 
 
 def _lines_of(selection: types.Range) -> tuple[int, int]:

@@ -125,8 +125,13 @@ async def run_repair(
             elif kind == "progress":
                 await _call(on_progress, message.progress)
             elif kind == "done":
+                # Serving ends the stream after this; half-close so its reader ends too, and
+                # read on to the end rather than cancel a call that finished well.
                 result.done = message.done
-                break
+                for task in pending:
+                    task.cancel()
+                async with write_lock:
+                    await call.done_writing()
     except grpc.aio.AioRpcError as error:
         raise RepairError(_rpc_error_message(error, timeout_s)) from error
     finally:

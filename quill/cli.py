@@ -290,6 +290,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_parser(bench)
     quality.add_parser(bench)
     keystrokes.add_parser(bench)
+    from quill.bench import repair_engine
+
+    repair_engine.add_parser(bench)
     from quill.bench import retrieval
 
     retrieval.add_parser(bench)

@@ -45,6 +45,7 @@ class ScriptedRepair(quill_pb2_grpc.QuillServicer):
         self.started.set()
         if self.abort is not None:
             await context.abort(*self.abort)
+        completed = False
         try:
             for query_id, (patch, resolve) in enumerate(self.queries, start=1):
                 yield pb.RepairServerMessage(
@@ -70,9 +71,12 @@ class ScriptedRepair(quill_pb2_grpc.QuillServicer):
                 yield pb.RepairServerMessage(
                     done=pb.RepairDone(candidates=len(produced), engine_queries=len(self.answers))
                 )
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
+            completed = True
+        finally:
+            # Cancelled while awaiting (CancelledError) or while suspended at a yield (the
+            # generator is closed): either way the client went away before the end.
+            if not completed:
+                self.cancelled.set()
 
 
 @contextlib.asynccontextmanager

@@ -127,6 +127,8 @@ async def test_candidates_are_ranked_valid_first_then_by_score() -> None:
     assert seen == ["a", "b", "c", "d"]  # streamed as they arrived
     assert progress == [0, 2]
     assert result.done is not None and result.done.candidates == 4
+    # A repair that finished is closed, not cancelled.
+    assert not servicer.cancelled.is_set()
 
 
 @pytest.mark.parametrize(
