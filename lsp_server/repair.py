@@ -314,11 +314,12 @@ class RepairFeature:
             regions.setdefault(_lines_of(params.range), [])
         actions: list[types.CodeAction] = []
         finished = self.finished.get(uri)
+        if finished is not None and finished.version == document.version:
+            done = finished.request
+            if any(start <= done.end_line and done.start_line <= end for start, end in regions):
+                # A finished repair of these lines: its candidates first, best first.
+                actions.extend(self._candidate_actions(finished, document))
         for (start_line, end_line), messages in regions.items():
-            if finished is not None and finished.version == document.version:
-                request = finished.request
-                if request.start_line <= end_line and start_line <= request.end_line:
-                    actions.extend(self._candidate_actions(finished, document))
             arguments = {
                 "uri": uri,
                 "startLine": start_line,

@@ -170,6 +170,11 @@ async def test_repair_line_answers_with_jedi_and_returns_ranked_edits(
         assert titles[-1] == "Repair with Quill"
         assert actions[0].is_preferred and actions[0].edit is not None
         assert "(does not parse)" in titles[2]
+        # A diagnostic and a selection over the repaired line: the candidates are listed once.
+        actions = await _code_actions(client, 3, [_diagnostic(4, "x")], end=(4, 10))
+        titles = [a.title for a in actions]
+        assert sum(title.startswith("Quill fix") for title in titles) == 3
+        assert titles[3:] == ["Repair with Quill", "Repair lines 4-5 with Quill"]
     assert len(servicer.starts) == 1
 
 
