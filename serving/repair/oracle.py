@@ -32,7 +32,6 @@ class StreamOracle:
         self._pending: dict[int, asyncio.Future[pb.CompletionAnswer]] = {}
         self._failures = 0
         self.gone = False
-        self.timeouts = 0
 
     async def continuations(self, patch_so_far: str) -> list[str] | None:
         answer = await self._ask(pb.CompletionQuery(patch_so_far=patch_so_far))
@@ -68,7 +67,6 @@ class StreamOracle:
             answer = await asyncio.wait_for(future, self._deadline_s)
         except TimeoutError:
             self._pending.pop(query.query_id, None)
-            self.timeouts += 1
             self._failed()
             return None
         if answer.unavailable:
