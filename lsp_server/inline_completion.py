@@ -147,9 +147,14 @@ def _start(
     settings = ls.settings
     flight: InFlight
 
+    wait_ms = settings.debounce_ms
+    if request.mode == pb.COMPLETION_MODE_MULTI_LINE:
+        # A block costs many tokens: ask for one only once the user has paused a little longer.
+        wait_ms += settings.multi_line_delay_ms
+
     async def ask_serving() -> Completion | None:
-        if settings.debounce_ms:
-            await asyncio.sleep(settings.debounce_ms / 1e3)
+        if wait_ms:
+            await asyncio.sleep(wait_ms / 1e3)
         flight.asked = True
         return await ls.serving_client().complete(
             request, settings.request_timeout_s, on_delta=flight.on_delta

@@ -38,6 +38,10 @@ class Settings:
     # document in the meantime replaces it without a model call. 0: editors debounce already
     # (Neovim waits 200 ms, VS Code has its own delay).
     debounce_ms: int = 0
+    # Multi-line requests wait this much longer before asking serving (a newer keystroke in the
+    # meantime replaces them without a model call): a block is only worth its tokens when the
+    # user has stopped typing for a moment.
+    multi_line_delay_ms: int = 400
     # Repository retrieval: sync the workspace's files to serving and let it put relevant
     # chunks of other files into prompts.
     retrieval: bool = True
@@ -102,6 +106,7 @@ def parse_settings(options: Any) -> tuple[Settings, list[str]]:
         "max_prefix_chars",
         "max_suffix_chars",
         "debounce_ms",
+        "multi_line_delay_ms",
         "repair_budget",
     ):
         if getattr(settings, name) < 0:

@@ -81,7 +81,11 @@ async def test_multi_line_first_line_early_then_the_block_from_the_same_generati
     client: LanguageClient, real_serving: ServingProcess
 ) -> None:
     text = "def fibonacci(n):"
-    first = await _lsp_complete(client, real_serving.address, text)
+    # The block goes on generating after the first line, under this deadline: a machine shared
+    # with other engines may take minutes.
+    await initialize(client, servingAddress=real_serving.address, requestTimeoutS=900)
+    open_document(client, URI, text)
+    first = (await complete_at_end(client, URI, text)).items
     assert len(first) == 1
     line = first[0].insert_text
     # Only the first line, while the engine is still writing the block.
@@ -89,7 +93,7 @@ async def test_multi_line_first_line_early_then_the_block_from_the_same_generati
     suggestion_id = first[0].command.arguments[0]
     stats = await execute(client, "quill.stats")
     assert stats["earlyFirstLines"] == 1
-    for _ in range(1200):  # the block finishes in the background
+    for _ in range(9000):  # the block finishes in the background
         if (await execute(client, "quill.stats"))["streamedBlocks"]:
             break
         await asyncio.sleep(0.1)

@@ -106,3 +106,18 @@ async def test_without_streaming_the_whole_block_is_awaited(client: LanguageClie
         stats = await execute(client, "quill.stats")
     assert [item.insert_text for item in items] == [WHOLE]
     assert stats["earlyFirstLines"] == 0
+
+
+async def test_multi_line_waits_for_a_pause_before_asking(client: LanguageClient) -> None:
+    engine = ScriptedEngine(chunks=["1"])
+    async with in_process_serving(engine) as address:
+        await initialize(client, servingAddress=address, multiLineDelayMs=500)
+        open_document(client, URI, DOCUMENT)
+        block = asyncio.ensure_future(complete(client, URI, 0, 9))  # multi-line: waits
+        await asyncio.sleep(0.1)
+        edit(client, URI, 2, (0, 9), (0, 9), " pass")  # the user types on at once
+        line = (await complete(client, URI, 0, 14)).items
+        assert (await block).items == ()
+    # The block was never asked for: the only engine request is the single-line one.
+    assert len(engine.requests) == 1 and "\n" in engine.requests[0].stop
+    assert [item.insert_text for item in line] == ["1"]
