@@ -42,6 +42,10 @@ _NAMES_ALWAYS_KNOWN = (
 )
 
 _FRAGMENT = re.compile(r"\w*$")
+_KEYWORDS = sorted(set(keyword.kwlist) | set(keyword.softkwlist))
+# Before the first names of a statement: nothing, `;`, or earlier targets (`a, b, `).
+_STATEMENT_TARGETS = re.compile(r"^(?:.*;)?\s*(?:[^\W\d]\w*\s*,\s*)*$")
+_BRACKETS = {")": "(", "]": "[", "}": "{"}
 # Text before an identifier that makes the identifier a new name (nothing to complete against).
 _DEFINES_NAME = re.compile(
     r"""(?x)
@@ -86,6 +90,29 @@ def lexical_state(text: str) -> str:
             return "string"
         # An unterminated one-line string ends at the newline (a syntax error Jedi recovers).
         position = end + len(quote) if text.startswith(quote, end) else end + 1
+
+
+def _in_comprehension_head(before: str) -> bool:
+    """Inside a list/set/dict display or parentheses (not a call's) with no `for` yet:
+    `[x for x in xs]` uses `x` before binding it. Call arguments stay guided, so a generator
+    expression as an argument (`sum(x for x in xs)`) is still checked name by name."""
+    stack: list[int] = []
+    quote = ""
+    for index, char in enumerate(before):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            stack.append(index)
+        elif char in _BRACKETS and stack:
+            stack.pop()
+    if not stack:
+        return False
+    opener = stack[-1]
+    if before[opener] == "(" and re.search(r"[\w)\]]\s*$", before[:opener]):
+        return False  # a call's arguments
+    return re.search(r"\bfor\b", before[opener:]) is None
 
 
 def _defines_name(before: str) -> bool:
@@ -224,9 +251,16 @@ class JediCompletionEngine:
             if not found and not script.complete(line + 1, len(before)):
                 return ANYTHING  # Jedi knows no attribute at all: the object's type is unknown
             return found
-        if before.strip() == "" or before.rstrip().endswith(";"):
-            # A statement's first name may be a new variable. Known names (Jedi's and those
-            # used further down the file) still guide it; a name matching none is accepted.
+        # Jedi leaves out keywords in some places (`key=lambda` in an argument list).
+        found += [
+            word[len(fragment) :]
+            for word in _KEYWORDS
+            if word.startswith(fragment) and word[len(fragment) :] not in found
+        ]
+        if _STATEMENT_TARGETS.match(before):
+            # A statement's first names may be new variables (`total = ...`, `a, b = ...`).
+            # Known names (Jedi's and those used further down the file) still guide them; a
+            # name matching none is accepted.
             rest = text[offset:]
             later = {
                 name[len(fragment) :]
@@ -235,6 +269,8 @@ class JediCompletionEngine:
             }
             found = sorted(set(found) | later)
             return found or ANYTHING
+        if not found and _in_comprehension_head(before):
+            return ANYTHING  # maybe the variable of a `for` clause that comes later
         return found
 
     def _unresolved_names(self, text: str, start_line: int, end_line: int) -> list[str]:

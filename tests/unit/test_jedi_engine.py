@@ -88,6 +88,17 @@ async def test_keyword_argument_is_an_identifier(engine) -> None:  # type: ignor
     assert await _at_end(engine, "sorted([2, 1], ke") == ["y"]
 
 
+async def test_keywords_jedi_leaves_out_are_offered(engine) -> None:  # type: ignore[no-untyped-def]
+    result = await _at_end(engine, "def f(xs):\n    return sorted(xs, key=l")
+    assert result is not None and "ambda" in result
+
+
+async def test_call_arguments_stay_guided(engine) -> None:  # type: ignore[no-untyped-def]
+    # Not a comprehension head: a misspelled argument is still infeasible.
+    assert await _at_end(engine, "def f(values):\n    return sorted(valuez") == []
+    assert await _at_end(engine, "def f(values):\n    return sorted([1], valuez") == []
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -104,6 +115,9 @@ async def test_keyword_argument_is_an_identifier(engine) -> None:  # type: ignor
         "def f(alpha, bet",
         "f = lambda alpha, bet",
         "def f():\n    global counte",
+        "def f(strings):\n    return [elem",  # a comprehension's variable, bound later
+        "def f(d):\n    return {ke",
+        "def f(s):\n    month, da",  # a tuple of new variables
     ],
 )
 async def test_anything_goes_where_jedi_cannot_judge(engine, text) -> None:  # type: ignore[no-untyped-def]
