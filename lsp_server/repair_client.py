@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_ENGINE_DEADLINE_S = 2.0
 # An engine that ignores its deadline still gets an "unavailable" answer this much later.
 _DEADLINE_GRACE_S = 0.5
+# How long a repair waits for an engine to get ready (engines with a `prepare` method).
+ENGINE_PREPARE_TIMEOUT_S = 20.0
 
 Callback = Callable[[Any], Any]
 
@@ -95,6 +97,11 @@ async def run_repair(
     call, which makes serving abort its engine requests.
     """
     check_region(start.text, start.start.line, start.end.line)
+    prepare = getattr(engine, "prepare", None)
+    if prepare is not None and not start.unguided:
+        # Serving treats a few late answers in a row as a dead engine and stops asking; an
+        # engine that is slow on its first query (Jedi) warms up before decoding starts.
+        await prepare(ENGINE_PREPARE_TIMEOUT_S)
     lines = start.text.split("\n")
     result = RepairResult()
     write_lock = asyncio.Lock()

@@ -148,6 +148,7 @@ class JediWorker:
             max_workers=1, thread_name_prefix="jedi"
         )
         self.timeouts = 0
+        self._warm: concurrent.futures.Future[None] | None = None
 
     def project(self) -> jedi.Project:
         # Built on the worker thread on first use: finding the environment may start a process.
@@ -163,7 +164,18 @@ class JediWorker:
         """Start Jedi's first-use work (environment, builtins and stdlib stubs: seconds on a busy
         CPU) on the worker thread now, so the first query of a repair does not miss its deadline.
         """
-        self._executor.submit(self._warm_up)
+        if self._warm is None:
+            self._warm = self._executor.submit(self._warm_up)
+
+    async def ready(self, timeout_s: float) -> bool:
+        """Wait (at most `timeout_s`) until the warm-up is done; False if it is not yet."""
+        self.warm_up()
+        assert self._warm is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._warm)), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def _warm_up(self) -> None:
         try:
@@ -213,6 +225,11 @@ class JediCompletionEngine:
 
     def close(self) -> None:
         self._worker.close()
+
+    async def prepare(self, timeout_s: float) -> bool:
+        """Warm Jedi up before a repair: serving gives up guidance after a few late answers, and
+        Jedi's cold first query takes seconds."""
+        return await self._worker.ready(timeout_s)
 
     async def continuations(
         self, text: str, line: int, column: int, deadline_s: float

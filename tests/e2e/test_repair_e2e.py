@@ -66,8 +66,9 @@ async def test_repair_line_through_the_language_server(
             root_uri=ROOT.as_uri(),
             initialization_options={
                 "servingAddress": real_serving.address,
-                # A loaded CI machine: Jedi's first queries and the decoding take a while.
-                "repairEngineDeadlineS": 10.0,
+                # Below serving's own deadline per query (5 s), which would count a later
+                # answer as a failure; the decoding may take long on a loaded CI machine.
+                "repairEngineDeadlineS": 4.0,
                 "repairTimeoutS": 600.0,
             },
         )
@@ -103,7 +104,7 @@ async def test_quill_repair_command_line(real_serving: ServingProcess, tmp_path:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "quill", "repair", f"inventory.py:{BUG_LINE + 1}",
         "--budget", "3", "--json", "out.json", "--address", real_serving.address,
-        "--engine-deadline", "10", "--timeout", "600",
+        "--engine-deadline", "4", "--timeout", "600",
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     stdout, stderr = await asyncio.wait_for(process.communicate(), 700)

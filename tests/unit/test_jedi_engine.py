@@ -172,6 +172,15 @@ async def test_unresolved_names_in_the_patch_lines(engine) -> None:  # type: ign
     assert await engine.unresolved_names(text, 7, 7, DEADLINE_S) == []
 
 
+async def test_prepare_warms_jedi_up() -> None:
+    engine = JediCompletionEngine(python=sys.executable, path="/tmp/quill_jedi_prepare.py")
+    try:
+        assert await engine.prepare(60.0)
+        assert await engine.continuations("import os\nos.pa", 1, 5, DEADLINE_S) is not None
+    finally:
+        engine.close()
+
+
 async def test_unresolved_names_timeout(engine) -> None:  # type: ignore[no-untyped-def]
     big = "".join(f"def other_{i}(a, b):\n    return a - b * {i}\n\n" for i in range(3000))
     assert await engine.unresolved_names(big + "x = nope\n", 9000, 9000, 0.001) is None

@@ -192,6 +192,34 @@ async def test_engine_that_hangs_or_crashes_answers_unavailable(engine) -> None:
     assert [c.patch for c in result.candidates] == ["    return os.path.join(base, name)"]
 
 
+class RecordingEngine:
+    """Records the order of calls; gets ready only when `prepare` has run."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def prepare(self, timeout_s: float) -> bool:
+        self.calls.append("prepare")
+        return True
+
+    async def continuations(self, text, line, column, deadline_s):  # type: ignore[no-untyped-def]
+        self.calls.append("continuations")
+        return ["th"]
+
+    async def unresolved_names(self, text, start_line, end_line, deadline_s):  # type: ignore[no-untyped-def]
+        self.calls.append("unresolved_names")
+        return []
+
+
+async def test_an_engine_is_prepared_before_decoding_starts() -> None:
+    engine = RecordingEngine()
+    servicer = ScriptedRepair(queries=[("    return os.pa", False)])
+    async with scripted_repair_serving(servicer) as address:
+        await _repair(address, engine)
+    assert engine.calls == ["prepare", "continuations"]
+    assert list(servicer.answers[0].continuations) == ["th"]
+
+
 async def test_cancelling_the_repair_cancels_the_call() -> None:
     servicer = ScriptedRepair(delay_s=60)
     async with scripted_repair_serving(servicer) as address:
