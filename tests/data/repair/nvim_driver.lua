@@ -1,8 +1,9 @@
 -- Headless Neovim driver for tests/unit/test_nvim_repair.py: runs :QuillRepair on one line.
 --
 -- $QUILL_NVIM_PARAMS (JSON): plugin_dir, setup (for require("quill").setup), file, line
--- (1-based), scenario ("pick": choose the first candidate; "leave": leave the buffer while the
--- repair runs), out (where the observations go as JSON).
+-- (1-based), scenario ("pick": choose the first candidate; "leave": leave the buffer once the
+-- file `marker` exists, which the test creates when serving has the repair), out (where the
+-- observations go as JSON).
 
 local params = vim.json.decode(vim.env.QUILL_NVIM_PARAMS)
 vim.opt.runtimepath:prepend(params.plugin_dir)
@@ -61,7 +62,9 @@ co = coroutine.create(function()
   local before = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
   vim.cmd("QuillRepair")
   if params.scenario == "leave" then
-    sleep(500)
+    wait_for("serving to start the repair", function()
+      return vim.uv.fs_stat(params.marker) ~= nil
+    end, 60000)
     vim.cmd.enew()
     sleep(1500)
   else
