@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 # Bump when extraction changes, so serving asks for packages again.
 EXTRACTOR_VERSION = "1"
-MAX_ENTRIES_PER_PACKAGE = 2000
+# Shallow names first (what users call); deep internals are cut. Each entry is embedded.
+MAX_ENTRIES_PER_PACKAGE = 600
 MAX_MODULES_PER_PACKAGE = 300
 MAX_WORKSPACE_FILES = 3000
 MAX_FILE_BYTES = 1_000_000

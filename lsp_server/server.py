@@ -95,12 +95,12 @@ class QuillLanguageServer(LanguageServer):
         self.accepted_count = 0
         self.accepted_chars = 0
         self.shown_count = 0
+        # lsp_server.workspace_sync.WorkspaceSync, set when the feature registers.
+        self.workspace_sync: Any = None
         # Called with a document's uri after each change (lsp_server.documents_sync).
         self.document_listeners: list[Callable[[str], None]] = []
         # lsp_server.repair.RepairFeature, set when the feature registers.
         self.repair: Any = None
-        # lsp_server.workspace_sync.WorkspaceSync, set when the feature registers.
-        self.workspace_sync: Any = None
 
     async def _send_events(self, request: Any) -> bool:
         return await self.serving_client().report_events(request)
@@ -140,8 +140,11 @@ def create_server(settings: Settings | None = None) -> QuillLanguageServer:
     documents_sync.register(server)
     inline_completion.register(server)
     acceptance.register(server)
-    repair.register(server)
     from lsp_server import workspace_sync
 
     workspace_sync.register(server)
+    repair.register(server)
+    from lsp_server import api_search
+
+    api_search.register(server)
     return server

@@ -290,13 +290,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     latency.add_parser(bench)
     quality.add_parser(bench)
     keystrokes.add_parser(bench)
-    from quill.bench import repair_engine
-
-    repair_engine.add_parser(bench)
     from quill.bench import retrieval
 
     retrieval.add_parser(bench)
+    from quill.bench import repair_engine
+
+    repair_engine.add_parser(bench)
     repair.add_parser(bench)
+    api.add_parser(bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_lsp(sub)
     _add_complete(sub)
+    from quill import api_search_cli
+
+    api_search_cli.add_parser(sub)
     _add_model(sub)
     _add_bench(sub)
     from quill import indexing

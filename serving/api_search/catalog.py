@@ -104,6 +104,13 @@ class WorkspaceCatalog:
                 self.set_file(path, workspace.file_text(path))
         self.set_packages(workspace.packages())
 
+    async def load_async(self, workspace: SyncedWorkspace) -> None:
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self.load, workspace)
+            except Exception:  # noqa: BLE001 - a failed load leaves the stdlib part working
+                logger.exception("loading the workspace's API entries failed")
+
     async def apply(self, workspace: SyncedWorkspace, change: Any) -> None:
         """Apply one WorkspaceChange (changed_paths, deleted_paths, changed_packages)."""
         async with self._lock:

@@ -75,20 +75,18 @@ class ApiSearchService:
         self.config = config or ApiSearchConfig()
         self._catalogs: dict[str, WorkspaceCatalog] = {}
         self._building: dict[str, asyncio.Task[WorkspaceCatalog]] = {}
+        self._loading: dict[str, asyncio.Future[None]] = {}
         self._stdlib: tuple[list[pb.ApiEntry], np.ndarray] | None = None
 
     def _encode(self, texts: Any) -> np.ndarray:
         return self._query_embedder().encode(texts)  # type: ignore[no-any-return]
 
-    def _build(self, workspace: Any | None) -> WorkspaceCatalog:
+    def _build(self) -> WorkspaceCatalog:
         embedder = self._embedder()
         if self._stdlib is None:
             model_id = str(getattr(embedder, "model_path", type(embedder).__name__))
             self._stdlib = load_stdlib(self._cache_dir, embedder.encode, model_id)
-        catalog = WorkspaceCatalog(embedder.encode, embedder.dimension, self._stdlib)
-        if workspace is not None:
-            catalog.load(workspace)
-        return catalog
+        return WorkspaceCatalog(embedder.encode, embedder.dimension, self._stdlib)
 
     async def catalog(self, workspace_id: str) -> WorkspaceCatalog:
         workspace = self._workspaces.get(workspace_id) if self._workspaces else None
@@ -99,10 +97,14 @@ class ApiSearchService:
         return await asyncio.shield(self._building[key])
 
     async def _create(self, key: str, workspace: Any | None) -> WorkspaceCatalog:
+        # The stdlib part (cached on disk) comes first and the catalog answers from then on;
+        # the workspace's files and packages are embedded in the background, so a search
+        # never waits for a large workspace.
         try:
-            catalog = await asyncio.to_thread(self._build, workspace)
+            catalog = await asyncio.to_thread(self._build)
         finally:
             self._building.pop(key, None)
+        self._catalogs[key] = catalog
         if workspace is not None:
 
             def on_change(change: Any) -> None:
@@ -110,8 +112,16 @@ class ApiSearchService:
                 asyncio.ensure_future(catalog.apply(workspace, change))
 
             workspace.add_listener(on_change)
-        self._catalogs[key] = catalog
-        logger.info("API catalog ready: %d entries", len(catalog.index))
+            self._loading[key] = asyncio.ensure_future(catalog.load_async(workspace))
+        logger.info("API catalog ready: %d stdlib entries", len(catalog.index))
+        return catalog
+
+    async def loaded(self, workspace_id: str) -> WorkspaceCatalog:
+        """The catalog once the workspace's files and packages are in it too."""
+        catalog = await self.catalog(workspace_id)
+        task = self._loading.get(workspace_id)
+        if task is not None:
+            await asyncio.shield(task)
         return catalog
 
     def ready_catalog(self, workspace_id: str) -> WorkspaceCatalog | None:

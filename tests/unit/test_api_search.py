@@ -173,6 +173,7 @@ def test_service_search_and_bad_queries(embedder: Any, tmp_path: Path) -> None:
     service = ApiSearchService(lambda: embedder, tmp_path, _Registry(workspace))
 
     async def run() -> None:
+        await service.loaded("ws")
         response = await service.handle(
             pb.SearchApiRequest(workspace_id="ws", query="total of an invoice", limit=3)
         )

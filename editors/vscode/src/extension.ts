@@ -37,6 +37,7 @@ import {
   repairLineArguments,
   RepairSettings,
 } from './repair';
+import { apiPicks, parseApiSearchResult, SEARCH_API_COMMAND } from './apiSearch';
 
 const STATS_COMMAND = 'quill.stats';
 const DID_SHOW = 'textDocument/didShowCompletion';
@@ -83,6 +84,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     // Not `quill.repairLine`: the language client registers the server's commands under their
     // own names (that one serves the server's code actions).
     vscode.commands.registerCommand('quill.repairLineAtCursor', repairLineAtCursor),
+    vscode.commands.registerCommand('quill.searchApiAtCursor', searchApiAtCursor),
     vscode.commands.registerCommand('quill.restartServer', async () => {
       failureShown = false;
       restartPolicy.reset();
@@ -407,5 +409,38 @@ async function repairLineAtCursor(): Promise<void> {
   } finally {
     movedOn.dispose();
     source.dispose();
+  }
+}
+
+/** Ask for a query, search the API catalog in the language server, insert the pick's snippet. */
+async function searchApiAtCursor(): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  const current = client;
+  if (current === undefined || !current.isRunning()) {
+    void vscode.window.showWarningMessage('Quill: the language server is not running.');
+    return;
+  }
+  const query = await vscode.window.showInputBox({
+    prompt: 'Search APIs (workspace, packages, standard library)',
+    placeHolder: 'read a csv file, from_fi, json.lo...',
+  });
+  if (!query) {
+    return;
+  }
+  try {
+    const raw: unknown = await current.sendRequest(ExecuteCommandRequest.type, {
+      command: SEARCH_API_COMMAND,
+      arguments: [{ query }],
+    });
+    const pick = await vscode.window.showQuickPick(apiPicks(parseApiSearchResult(raw)), {
+      title: `Quill: APIs for "${query}"`,
+      matchOnDescription: true,
+      matchOnDetail: true,
+    });
+    if (pick !== undefined && editor !== undefined) {
+      await editor.insertSnippet(new vscode.SnippetString(pick.item.snippet));
+    }
+  } catch (error) {
+    void vscode.window.showErrorMessage(`Quill: ${error instanceof Error ? error.message : String(error)}`);
   }
 }

@@ -217,6 +217,45 @@ function M.repair(first, last, callback)
   end
 end
 
+--- Searches the API catalog (workspace definitions, imported packages, standard library) with
+--- {query}, lets the user pick an entry with vim.ui.select and inserts its call at the cursor
+--- (required parameters as snippet placeholders). With {callback}, callback(err, items) gets
+--- the server's items instead of the picker.
+function M.search_api(query, callback)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = M.clients(bufnr)[1] or M.clients()[1]
+  if not client then
+    vim.notify("quill: no quill language server is running", vim.log.levels.WARN)
+    return
+  end
+  local params = { command = "quill.searchApi", arguments = { { query = query } } }
+  client:request("workspace/executeCommand", params, function(err, result)
+    if callback then
+      callback(err and (err.message or vim.inspect(err)) or nil, result and result.items)
+      return
+    end
+    if err then
+      vim.notify("quill: " .. (err.message or vim.inspect(err)), vim.log.levels.WARN)
+      return
+    end
+    if #result.items == 0 then
+      vim.notify("quill: no API found for " .. query, vim.log.levels.INFO)
+      return
+    end
+    vim.ui.select(result.items, {
+      prompt = "APIs for " .. query,
+      format_item = function(item)
+        local where = item.path ~= "" and (item.path .. ":" .. item.line) or item.source
+        return string.format("%s  %s  [%s]", item.qualifiedName, item.signature, where)
+      end,
+    }, function(choice)
+      if choice then
+        vim.snippet.expand(choice.snippet)
+      end
+    end)
+  end, bufnr)
+end
+
 local function set_keymaps(bufnr, ic, keymaps)
   if keymaps.accept then
     vim.keymap.set("i", keymaps.accept, function()
@@ -322,6 +361,22 @@ function M.setup(opts)
 
   vim.api.nvim_create_user_command("QuillStats", show_stats, {
     desc = "Quill: suggestions shown and accepted in this session",
+    force = true,
+  })
+  vim.api.nvim_create_user_command("QuillSearchApi", function(command)
+    local query = command.args
+    if query == "" then
+      vim.ui.input({ prompt = "Search APIs: " }, function(input)
+        if input and input ~= "" then
+          M.search_api(input)
+        end
+      end)
+    else
+      M.search_api(query)
+    end
+  end, {
+    desc = "Quill: search APIs and insert the chosen call",
+    nargs = "*",
     force = true,
   })
   vim.api.nvim_create_user_command("QuillRepair", function(command)
