@@ -61,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
     figures: dict[str, Any] = {"machine": machine_info()}
     from retrieval.embedding import Embedder
 
-    embedder = Embedder()
+    embedder = Embedder(threads=1)  # as serving runs it (serving/workspaces.py)
     index, build = _build(embedder, args.tree, args.max_files)
     figures["build"] = build
     queries = _queries(index, args.queries, args.seed)
     figures["retrieval_step"] = _retrieval_step(embedder, index, queries)
+    print(f"build {figures['build']}\nstep {figures['retrieval_step']}", file=sys.stderr)
     figures["faiss"] = _faiss(index, embedder, queries, [int(s) for s in args.sizes.split(",")])
     figures["faiss_search_p50_ms_100k"] = (
         figures["faiss"].get("100000", {}).get("policy", {}).get("p50_ms")
