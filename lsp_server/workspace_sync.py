@@ -16,16 +16,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 import grpc
 from lsprotocol import types
 
 from lsp_server.inline_completion import relative_path, workspace_id
+from lsp_server.progress import WorkDoneProgress
 from lsp_server.server import QuillLanguageServer
 from lsp_server.serving_client import WORKSPACE_HEADER
 from quill.v1 import quill_pb2 as pb
@@ -147,14 +146,15 @@ class WorkspaceSync:
             return
         wid = workspace_id(ls)
         if ls.settings.retrieval:
-            progress = await _Progress.begin(ls, "Quill: syncing workspace")
+            progress = WorkDoneProgress(ls, "Quill: syncing workspace", "quill-sync")
+            await progress.begin()
             try:
                 await self._sync_files(root, wid, progress)
             finally:
                 progress.end(self._summary())
         await self._sync_packages(root, wid)
 
-    async def _sync_files(self, root: Path, wid: str, progress: _Progress) -> None:
+    async def _sync_files(self, root: Path, wid: str, progress: WorkDoneProgress) -> None:
         ls = self._server
         files, skipped = await asyncio.to_thread(scan, root, ls.settings.max_file_bytes)
         progress.report(f"{len(files)} files found", 0)
@@ -280,44 +280,6 @@ class WorkspaceSync:
         if status is None:
             return "not synced"
         return f"{status.files_indexed} files indexed, {status.files_pending} pending"
-
-
-class _Progress:
-    """LSP work-done progress, when the client supports it (a no-op otherwise)."""
-
-    def __init__(self, server: QuillLanguageServer, token: str | None) -> None:
-        self._server = server
-        self._token = token
-
-    @classmethod
-    async def begin(cls, server: QuillLanguageServer, title: str) -> _Progress:
-        capabilities: Any = server.client_capabilities
-        window = getattr(capabilities, "window", None)
-        if not getattr(window, "work_done_progress", False):
-            return cls(server, None)
-        token = f"quill-sync-{uuid.uuid4().hex[:8]}"
-        try:
-            await asyncio.wait_for(server.work_done_progress.create_async(token), 10)
-            server.work_done_progress.begin(
-                token, types.WorkDoneProgressBegin(title=title, percentage=0, cancellable=False)
-            )
-        except Exception:  # noqa: BLE001 - progress is cosmetic
-            logger.debug("work done progress unavailable", exc_info=True)
-            return cls(server, None)
-        return cls(server, token)
-
-    def report(self, message: str, percentage: int) -> None:
-        if self._token is not None:
-            self._server.work_done_progress.report(
-                self._token, types.WorkDoneProgressReport(message=message, percentage=percentage)
-            )
-
-    def end(self, message: str) -> None:
-        if self._token is not None:
-            self._server.work_done_progress.end(
-                self._token, types.WorkDoneProgressEnd(message=message)
-            )
-            self._token = None
 
 
 def register(server: QuillLanguageServer) -> None:
