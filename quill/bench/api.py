@@ -186,6 +186,15 @@ async def _run(args: argparse.Namespace) -> int:
                     )
                     search_ms.append(response.latency_ms)
                 search_ms = search_ms[1:]  # the first one waited for the catalog build
+                # The packages' part of the catalog is embedded in the background: wait for it.
+                for _ in range(600):
+                    probe = await stub.SearchApi(
+                        pb.SearchApiRequest(workspace_id=workspace_id, query="from_file"),
+                        timeout=60,
+                    )
+                    if any(h.entry.source.startswith("package:") for h in probe.hits):
+                        break
+                    await asyncio.sleep(1)
                 results: dict[str, Any] = {}
                 for label, disable in (("with_tool", False), ("without_tool", True)):
                     results[label] = await _run_side(

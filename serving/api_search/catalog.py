@@ -73,8 +73,10 @@ class WorkspaceCatalog:
 
     def _add(self, entries: list[pb.ApiEntry]) -> list[int]:
         vectors = self._encode([entry_text(e) for e in entries])
+        ids = self.index.add(entries, vectors)
+        # Reset after the add: a lookup between the two would cache names without them.
         self._names = self._members = None
-        return self.index.add(entries, vectors)
+        return ids
 
     def set_file(self, path: str, text: str | None) -> None:
         """Replace the entries of one file (None: the file is gone). Blocking (embeds)."""
