@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from quill import envs
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from serving import metrics
@@ -56,7 +57,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         # API catalogs per workspace (serving/api_search/); needs no engine.
         self._api_search = ApiSearchService(
             lambda: self._workspaces.embedder,
-            self._workspaces.data_dir / "api",
+            # Derived from the interpreter and the embedding model only (the cache key says
+            # which), so every data dir and test session shares one copy.
+            envs.cache_dir() / "api-stdlib",
             self._workspaces,
             query_embedder=lambda: self._workspaces.query_embedder,
         )

@@ -7,6 +7,7 @@ import builtins
 import hashlib
 import importlib.util
 import inspect
+import io
 import json
 import logging
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 
 from quill import python_api
 from quill.v1 import quill_pb2 as pb
+from retrieval.persistence import atomic_write
 from serving.api_search.index import Encode, entry_text
 
 logger = logging.getLogger(__name__)
@@ -117,10 +119,12 @@ def load_stdlib(
             logger.warning("stdlib API cache unreadable, rebuilding: %s", error)
     entries = stdlib_entries(modules)
     vectors = encode([entry_text(e) for e in entries])
-    cache_dir.mkdir(parents=True, exist_ok=True)
     fields = ("qualified_name", "kind", "signature", "summary", "source")
     payload = [{f: getattr(e, f) for f in fields} for e in entries]
-    entries_path.write_text(json.dumps(payload), encoding="utf-8")
-    np.save(vectors_path, vectors)
+    # Atomic: several serving processes may share this cache and read it while it is written.
+    buffer = io.BytesIO()
+    np.save(buffer, vectors)
+    atomic_write(vectors_path, buffer.getvalue())
+    atomic_write(entries_path, json.dumps(payload).encode("utf-8"))
     logger.info("stdlib API catalog: %d entries cached in %s", len(entries), cache_dir)
     return entries, vectors
