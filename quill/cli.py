@@ -223,6 +223,11 @@ def _add_complete(sub: argparse._SubParsersAction) -> None:
         "--root", type=Path, default=None, help="workspace root (default: current folder)"
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the model")
+    p.add_argument(
+        "--retrieval",
+        action="store_true",
+        help="sync the workspace to serving first so the prompt can use it (slow the first time)",
+    )
     p.set_defaults(func=_cmd_complete)
 
 
@@ -235,7 +240,17 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as error:
         logger.error("cannot read %s: %s", path, error)
         return 2
-    options: dict[str, Any] = {"completionMode": args.mode, "requestTimeoutS": args.timeout}
+    # One-shot: the whole suggestion, not the first line an editor would show while the block
+    # is still being written.
+    options: dict[str, Any] = {
+        "completionMode": args.mode,
+        "requestTimeoutS": args.timeout,
+        "streamFirstLine": False,
+        "multiLineDelayMs": 0,
+        # Uploading and indexing the whole folder for one suggestion costs far more than it
+        # brings; editors keep the workspace synced instead.
+        "retrieval": args.retrieval,
+    }
     if args.address:
         options["servingAddress"] = args.address
 

@@ -115,6 +115,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
 
     async def close(self) -> None:
         """Save what is indexed and stop background work (on shutdown)."""
+        await self._api_search.close()
         await self._workspaces.close()
 
     async def ReportEvents(  # noqa: N802

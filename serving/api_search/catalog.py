@@ -109,7 +109,12 @@ class WorkspaceCatalog:
     async def load_async(self, workspace: SyncedWorkspace) -> None:
         async with self._lock:
             try:
-                await asyncio.to_thread(self.load, workspace)
+                # One file per worker-thread call: a shutdown cancels between files instead of
+                # waiting until the whole workspace is embedded.
+                for path in workspace.paths():
+                    if path.endswith(".py"):
+                        await asyncio.to_thread(self.set_file, path, workspace.file_text(path))
+                await asyncio.to_thread(self.set_packages, workspace.packages())
             except Exception:  # noqa: BLE001 - a failed load leaves the stdlib part working
                 logger.exception("loading the workspace's API entries failed")
 

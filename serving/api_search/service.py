@@ -116,6 +116,13 @@ class ApiSearchService:
         logger.info("API catalog ready: %d stdlib entries", len(catalog.index))
         return catalog
 
+    async def close(self) -> None:
+        """Stop loading catalogs in the background (on shutdown)."""
+        pending: list[asyncio.Future[Any]] = [*self._loading.values(), *self._building.values()]
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def loaded(self, workspace_id: str) -> WorkspaceCatalog:
         """The catalog once the workspace's files and packages are in it too."""
         catalog = await self.catalog(workspace_id)
