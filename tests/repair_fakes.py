@@ -38,6 +38,8 @@ class ScriptedRepair(quill_pb2_grpc.QuillServicer):
     answers: list[pb.CompletionAnswer] = field(default_factory=list)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once a call has begun its `delay_s` wait (the delay it waits is fixed from then on).
+    waiting: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def Repair(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         first = await anext(request_iterator)
@@ -58,7 +60,9 @@ class ScriptedRepair(quill_pb2_grpc.QuillServicer):
                 self.answers.append(message.answer)
             budget = first.start.budget or 2
             yield pb.RepairServerMessage(progress=pb.RepairProgress(samples_done=0, budget=budget))
-            await asyncio.sleep(self.delay_s)
+            delay_s = self.delay_s
+            self.waiting.set()
+            await asyncio.sleep(delay_s)
             produced = list(self.candidates)
             if self.candidates_from_answers is not None:
                 produced += self.candidates_from_answers(self.answers)

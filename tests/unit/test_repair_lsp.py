@@ -302,6 +302,8 @@ async def test_editing_the_document_cancels_the_repair(client: LanguageClient) -
 
 async def test_a_newer_repair_supersedes_the_running_one(client: LanguageClient) -> None:
     async with _repair_in_flight(client) as (servicer, first):
+        # Only once the first call waits its 60 s may the next one be quick.
+        await asyncio.wait_for(servicer.waiting.wait(), 10)
         servicer.delay_s = 0
         second = asyncio.ensure_future(execute(client, "quill.repairLine", URI, 3))
         first_result = await asyncio.wait_for(first, 10)
