@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         "repairTimeoutS": args.timeout,
         "repairEngineDeadlineS": args.engine_deadline,
         "repairMaxLines": 1000,
+        # Repair does not use retrieval: do not upload the folder for one command.
+        "retrieval": False,
     }
     if args.address:
         options["servingAddress"] = args.address
