@@ -6,6 +6,7 @@ is the path an editor takes.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,17 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+
+logger = logging.getLogger(__name__)
+
+
+def read_source_file(path: Path) -> str | None:
+    """The text of a file the command line names, or None after logging why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        logger.error("cannot read %s: %s", path, error)
+        return None
 
 
 class StdioLanguageClient:

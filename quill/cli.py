@@ -232,13 +232,11 @@ def _add_complete(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_complete(args: argparse.Namespace) -> int:
-    from lsp_server.stdio_client import StdioLanguageClient
+    from lsp_server.stdio_client import StdioLanguageClient, read_source_file
 
     path, line, column = args.location
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        logger.error("cannot read %s: %s", path, error)
+    text = read_source_file(path)
+    if text is None:
         return 2
     # One-shot: the whole suggestion, not the first line an editor would show while the block
     # is still being written.

@@ -85,7 +85,7 @@ def _flags(candidate: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsp_server.stdio_client import StdioLanguageClient
+    from lsp_server.stdio_client import StdioLanguageClient, read_source_file
 
     path, line = args.location
     end_line = args.end_line if args.end_line is not None else line
@@ -95,10 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if args.budget < 0:
         logger.error("--budget must not be negative")
         return 2
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        logger.error("cannot read %s: %s", path, error)
+    text = read_source_file(path)
+    if text is None:
         return 2
     options: dict[str, Any] = {
         "repairTimeoutS": args.timeout,
