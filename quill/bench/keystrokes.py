@@ -31,6 +31,7 @@ import random
 import statistics
 import sys
 import sysconfig
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -108,6 +109,7 @@ def _parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
 
 async def _editor(
     address: str,
+    root: Path,
     number: int,
     head: str,
     typed: str,
@@ -117,10 +119,10 @@ async def _editor(
     from lsp_server.stdio_client import StdioLanguageClient
 
     client = StdioLanguageClient(
-        Path.cwd(), {"servingAddress": address, "requestTimeoutS": 60, **options}
+        root, {"servingAddress": address, "requestTimeoutS": 60, **options}
     )
     await client.start()
-    path = Path.cwd() / f"typing_{number}.py"
+    path = root / f"typing_{number}.py"
     text = head
     uri = client.open(path, text)
     latencies: list[float] = []
@@ -245,12 +247,18 @@ async def _run_once(
     prompt_before = metric("quill_prompt_tokens_total")
     started = time.perf_counter()
     sources = _sources(args.seed, args.editors, args.context_lines, args.chars)
-    results = await asyncio.gather(
-        *(
-            _editor(address, n, head, typed, args, options)
-            for n, (head, typed) in enumerate(sources)
+    # The editors' project: their files only. Typing inside a large checkout would measure
+    # its first indexing and API-catalog build competing with completions, not typing.
+    with tempfile.TemporaryDirectory(prefix="quill-typing-") as folder:
+        root = Path(folder)
+        for number, (head, _) in enumerate(sources):
+            (root / f"typing_{number}.py").write_text(head)
+        results = await asyncio.gather(
+            *(
+                _editor(address, root, n, head, typed, args, options)
+                for n, (head, typed) in enumerate(sources)
+            )
         )
-    )
     wall = time.perf_counter() - started
     await asyncio.sleep(1.0)  # the last requests' counters
     merged: dict[str, Any] = {
