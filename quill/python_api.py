@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,11 +175,17 @@ def definitions(module: str, source: str) -> Iterator[ApiDefinition]:
 
 
 def imported_modules(source: str) -> set[str]:
-    """Top-level names of the absolute imports in `source` (empty when it does not parse)."""
+    """Top-level names of the absolute imports in `source`.
+
+    A file being typed rarely parses as a whole; then its import lines are read one by one.
+    """
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return set()
+        found = {target.split(".")[0] for target in import_aliases(source).values()}
+        # `from package import (` opens a list that spans lines: only its module is needed.
+        found.update(match.group(1).split(".")[0] for match in _FROM_OPEN.finditer(source))
+        return found
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -186,6 +193,9 @@ def imported_modules(source: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
     return names
+
+
+_FROM_OPEN = re.compile(r"^\s*from\s+([A-Za-z_][\w.]*)\s+import\s*\(", re.MULTILINE)
 
 
 def import_aliases(source: str) -> dict[str, str]:

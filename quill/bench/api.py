@@ -73,9 +73,7 @@ def task_prefix(task: ApiTask) -> str:
     """The task's file up to the API-selection point: `return <package>.`, where the model
     must name an attribute of a package it has not seen."""
     package = task.imports.split()[-1]
-    return (
-        f'{task.imports}\n\n\n{task.signature}\n    """{task.intent}"""\n    return {package}.'
-    )
+    return f'{task.imports}\n\n\n{task.signature}\n    """{task.intent}"""\n    return {package}.'
 
 
 def add_parser(bench: argparse._SubParsersAction) -> None:
@@ -153,6 +151,11 @@ async def _run(args: argparse.Namespace) -> int:
                 (root / path).parent.mkdir(parents=True, exist_ok=True)
                 (root / path).write_text(text)
             packages = await package_catalog(root, None)
+            if {p.name for p in packages} != {"puremagic", "docstring_parser"}:
+                raise SystemExit(
+                    "quill bench api needs puremagic and docstring_parser installed "
+                    f"(found: {sorted(p.name for p in packages)}); pip install -e '.[dev]'"
+                )
             names = {e.qualified_name for p in packages for e in p.entries}
             workspace_id = "bench-api-" + hashlib.sha256(folder.encode()).hexdigest()[:8]
             async with grpc.aio.insecure_channel(address) as channel:

@@ -97,3 +97,15 @@ def test_definitions_signatures_and_all() -> None:
 def test_import_aliases_tolerate_broken_source() -> None:
     source = "import numpy as np\nfrom os.path import join as j\nimport xml.etree\ndef f(:\n"
     assert python_api.import_aliases(source) == {"np": "numpy", "j": "os.path.join", "xml": "xml"}
+
+
+def test_imports_of_a_file_being_typed_are_found(tmp_path: Path) -> None:
+    # The file the user is typing rarely parses; its imports still name the packages it uses.
+    typing = (
+        "import puremagic\nfrom docstring_parser import (\n    parse,\n)\n\n"
+        "def f(data):\n    return puremagic."
+    )
+    assert python_api.imported_modules(typing) == {"puremagic", "docstring_parser"}
+    root = _workspace(tmp_path, typing)
+    packages = asyncio.run(package_catalog(root, None))
+    assert sorted(p.name for p in packages) == ["docstring_parser", "puremagic"]
