@@ -21,7 +21,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from quill import python_api
@@ -41,6 +41,8 @@ AUTO_MODES = ("off", "constrain", "prompt", "both")
 # `name.` or `name.sub.` at the end of the text, not preceded by an identifier or a dot.
 _ATTRIBUTE_POINT = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.$")
 _INTENT_LINES = 6
+# What may follow a member name (each must be a single token to be offered).
+_NAME_ENDS = ("(", ")", ".", ",", "[", ":", " ", "\n")
 
 Search = Callable[[str, int], Awaitable[list[ScoredEntry]]]
 
@@ -98,6 +100,11 @@ class _Trie:
         for token in ids:
             node = node.children.setdefault(token, _Trie())
         node.terminal = True
+
+    def walk(self) -> Iterator[_Trie]:
+        yield self
+        for child in self.children.values():
+            yield from child.walk()
 
 
 class ToolSession:
@@ -368,12 +375,17 @@ class ToolSession:
         base = prompt + self._engine.encode(model_text)
         step = 0
         limit = self._config.max_identifier_tokens
-        while node.children and not node.terminal and len(chosen) < limit:
+        # A complete name that also begins longer ones ("parse" of "parse_from_object") may
+        # end there: then the model chooses between going on and a token that ends the name,
+        # else it would go on freely and invent "parse_docstring".
+        ends = self._name_ends() if any(n.terminal and n.children for n in trie.walk()) else {}
+        while node.children and len(chosen) < limit:
             if used + count >= request.max_tokens:
                 break
-            if len(node.children) == 1:
+            allowed = list(node.children) + (list(ends) if node.terminal else [])
+            if len(allowed) == 1:
                 # Only one way on: take it without asking the model.
-                token = next(iter(node.children))
+                token = allowed[0]
             else:
                 step += 1
                 # Nudge towards the members the intent search ranked first.
@@ -383,15 +395,26 @@ class ToolSession:
                     for path in favoured_paths
                     if len(path) > depth and path[:depth] == chosen
                 }
-                token = await self._one_token(
-                    request, base + chosen, list(node.children), bias, step
-                )
+                if node.terminal and chosen in favoured_paths:
+                    bias.update(dict.fromkeys(ends, self._config.intent_bias))
+                token = await self._one_token(request, base + chosen, allowed, bias, step)
                 count += 1
-                if token not in node.children:
+                if token not in allowed:
                     break
             chosen.append(token)
+            if token in ends and token not in node.children:
+                break  # the name ended with the model's own next token, e.g. "("
             node = node.children[token]
         return self._engine.decode(chosen), count
+
+    def _name_ends(self) -> dict[int, str]:
+        """Single tokens that end an identifier: what may follow a complete member name."""
+        ends: dict[int, str] = {}
+        for text in _NAME_ENDS:
+            ids = self._engine.encode(text)
+            if len(ids) == 1:
+                ends[ids[0]] = text
+        return ends
 
     async def _one_token(
         self,

@@ -186,3 +186,33 @@ def test_automatic_mode_mid_generation_and_unknown_names() -> None:
     text, _ = _run(session, prefix)
     assert text == "v = json.dumps(s)"
     assert len(session.tool_calls) == 1
+
+
+def test_a_member_name_that_begins_longer_ones_ends_where_the_model_ends_it() -> None:
+    # "parse" is a member and also begins "parse_from_object": the model must not run on
+    # freely from "parse" into an invented "parse_short_description".
+    members = {"docstring_parser": ["parse", "parse_from_object", "compose"]}
+
+    async def search(query: str, limit: int) -> list[ScoredEntry]:
+        return [_hit("docstring_parser.parse")]
+
+    prefix = "import docstring_parser\n\n# parse the docstring\nx = docstring_parser."
+    engine = PromptScriptedEngine(
+        scripts=[("", ["_short_description(doc)"]), ("docstring_parser.parse(", ["doc)"])]
+    )
+    session = ToolSession(
+        engine,
+        search,
+        ApiToolsConfig(max_identifier_tokens=32),
+        prefix,
+        members=lambda q: members.get(q, []),
+    )
+    text, _ = _run(session, prefix)
+    assert text[:5] == "parse" and text[5] in "().,[: \n"  # the name ended at "parse"
+    at_parse = [
+        r
+        for r in engine.requests
+        if r.allowed_token_ids is not None and "_" in engine.decode(r.allowed_token_ids)
+    ]
+    # At "parse" the model was offered both "_" (go on) and the tokens that end a name.
+    assert at_parse and "(" in engine.decode(at_parse[-1].allowed_token_ids)
