@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(search())
     except Exception as error:  # noqa: BLE001 - one clear line for the user
-        logger.error("API search failed: %s", error)
+        logger.error("%s", error)  # the language server says what failed
         return 1
     for item in result["items"]:
         where = f"{item['path']}:{item['line']}" if item["path"] else item["source"]

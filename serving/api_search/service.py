@@ -35,6 +35,10 @@ class ApiSearchConfig:
     max_limit: int = 100
     # Longer queries are refused with INVALID_ARGUMENT (a query is a phrase or a name).
     max_query_chars: int = 1000
+    # A SearchApi call (a person waiting) gives a workspace's catalog this long to take in
+    # the workspace's files and packages before answering from what it holds; searches inside
+    # completions never wait for it.
+    load_wait_s: float = 5.0
 
 
 def validate_query(query: str, limit: int, config: ApiSearchConfig) -> None:
@@ -173,6 +177,14 @@ class ApiSearchService:
 
     async def handle(self, request: pb.SearchApiRequest) -> pb.SearchApiResponse:
         started = time.perf_counter()
+        validate_query(request.query, request.limit, self.config)
+        await self.catalog(request.workspace_id)
+        loading = self._loading.get(request.workspace_id)
+        if loading is not None and not loading.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(loading), self.config.load_wait_s)
+            except TimeoutError:
+                logger.info("API search answers before the workspace's catalog is complete")
         found = await self.search(request.workspace_id, request.query, request.limit)
         return pb.SearchApiResponse(
             hits=[pb.ApiHit(entry=hit.entry, score=hit.score) for hit in found],

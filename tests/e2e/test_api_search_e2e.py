@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
 
@@ -79,3 +83,41 @@ def test_automatic_mode_uses_the_workspace_api(real_serving: ServingProcess) -> 
     auto = [c for c in done.tool_calls if c.trigger == "auto"]
     assert auto and auto[0].outcome == "ok"
     assert "shop.billing.compute_invoice_total" in auto[0].results
+
+
+def _api_search(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quill", "api-search", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_api_search_command_line(real_serving: ServingProcess, tmp_path: Path) -> None:
+    """`quill api-search` through a real `quill lsp`: the workspace's own definitions and the
+    packages it imports (read from this environment) are found, with where they come from."""
+    project = tmp_path / "project"
+    (project / "shop").mkdir(parents=True)
+    (project / "shop" / "billing.py").write_text(BILLING)
+    (project / "app.py").write_text("import puremagic\n\ndef kind(path):\n    return puremagic.")
+    out = tmp_path / "hits.json"
+    address = ("--address", real_serving.address)
+
+    found = _api_search("guess a file type from its name", "--workspace", str(project), *address)
+    assert found.returncode == 0, found.stderr
+    assert "puremagic.ext_from_filename(filename)" in found.stdout  # what gets inserted
+    assert "package:puremagic" in found.stdout  # and where it comes from
+
+    found = _api_search("invoice total", "--workspace", str(project), "--json", str(out), *address)
+    assert found.returncode == 0, found.stderr
+    first = json.loads(out.read_text())["items"][0]
+    assert first["qualifiedName"] == "shop.billing.compute_invoice_total"
+    assert (first["source"], first["path"], first["line"]) == ("workspace", "shop/billing.py", 4)
+    assert first["snippet"] == "shop.billing.compute_invoice_total(${1:items})$0"
+
+    empty = _api_search("   ", *address)
+    assert empty.returncode == 1 and "empty" in empty.stderr
+    missing = _api_search("json", "--workspace", str(tmp_path / "nowhere"), *address)
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr

@@ -4,6 +4,7 @@ definitions, incremental updates and bad queries."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,23 +158,39 @@ def test_catalog_follows_changes_incrementally(embedder: Any) -> None:
 
 
 class _Registry:
-    def __init__(self, workspace: _Workspace) -> None:
-        self.workspace = workspace
-        self.listeners: list[Any] = []
+    def __init__(self, workspaces: dict[str, _Workspace]) -> None:
+        self.workspaces = workspaces
+        for workspace in workspaces.values():
+            workspace.add_listener = lambda callback: None  # type: ignore[attr-defined]
 
     def get(self, workspace_id: str) -> Any:
-        return self.workspace if workspace_id == "ws" else None
+        return self.workspaces.get(workspace_id)
+
+
+class _SlowOnLedgers:
+    """The real embedder, but slow to embed anything about ledgers (a large workspace)."""
+
+    def __init__(self, embedder: Any) -> None:
+        self._embedder = embedder
+        self.dimension = embedder.dimension
+
+    def encode(self, texts: list[str]) -> Any:
+        if any("ledger" in text for text in texts):
+            time.sleep(1.5)
+        return self._embedder.encode(texts)
 
 
 def test_service_search_and_bad_queries(embedder: Any, tmp_path: Path) -> None:
     workspace = _Workspace(
         {"shop/billing.py": "def compute_invoice_total(items):\n    '''Sum the invoice.'''\n"}
     )
-    workspace.add_listener = lambda callback: None  # type: ignore[attr-defined]
-    service = ApiSearchService(lambda: embedder, tmp_path, _Registry(workspace))
+    slow = _Workspace({"books.py": "def reconcile_ledger(entries):\n    pass\n"})
+    slow_embedder = _SlowOnLedgers(embedder)
+    registry = _Registry({"ws": workspace, "slow": slow})
+    service = ApiSearchService(lambda: slow_embedder, tmp_path, registry, None, lambda: embedder)
 
     async def run() -> None:
-        await service.loaded("ws")
+        # The first SearchApi call waits (briefly) for the workspace's part of the catalog.
         response = await service.handle(
             pb.SearchApiRequest(workspace_id="ws", query="total of an invoice", limit=3)
         )
@@ -186,6 +203,15 @@ def test_service_search_and_bad_queries(embedder: Any, tmp_path: Path) -> None:
         joined = await service.handle(pb.SearchApiRequest(workspace_id="ws", query="join paths"))
         assert joined.hits[0].entry.qualified_name == "os.path.join"
         assert all(h.entry.source == "stdlib" for h in stdlib_only.hits)
+        # A person's search waits for a workspace still being taken in (here 1.5 s)...
+        ledger = await service.handle(pb.SearchApiRequest(workspace_id="slow", query="ledger"))
+        assert ledger.hits[0].entry.qualified_name == "books.reconcile_ledger"
+        # ...but only so long: then it answers from what the catalog holds.
+        service.config.load_wait_s = 0.1
+        service._catalogs.pop("slow")  # a fresh catalog, as after a restart
+        started = time.perf_counter()
+        await service.handle(pb.SearchApiRequest(workspace_id="slow", query="ledger"))
+        assert time.perf_counter() - started < 1.4
         for query, message in (
             ("", "empty"),
             ("   ", "empty"),
