@@ -4,7 +4,9 @@ server, several editors at once.
 Each simulated editor runs its own `quill lsp` (as real editors do) against one `quill serve`,
 opens a file whose first lines come from a real source file (the Python standard library), and
 types the following lines character by character: a steady rate within words, and the pauses
-people make (a short one after some spaces and punctuation, a longer one at the end of a line).
+people make (a short one after some spaces and punctuation, a longer one at the end of a line,
+and with `--think-share` a stop of `--think-pause` seconds at some line ends, as people make to
+think or to read a suggestion).
 After every keystroke it asks for an inline completion the way editors do (a newer keystroke
 supersedes the pending request). When what the person types next matches the suggestion on
 screen, the language server answers from type-ahead without a model call.
@@ -49,6 +51,13 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--cps", type=float, default=8.0, help="keystrokes per second within words")
     p.add_argument("--line-pause", type=float, default=1.0, help="seconds paused after a newline")
     p.add_argument("--word-pause", type=float, default=0.4, help="seconds paused after some spaces")
+    p.add_argument(
+        "--think-share",
+        type=float,
+        default=0.0,
+        help="share of line ends where the person stops to think (or to read a suggestion)",
+    )
+    p.add_argument("--think-pause", type=float, default=4.0, help="seconds such a stop lasts")
     p.add_argument(
         "--client-debounce-ms", type=float, default=200, help="the editor's own debounce (0: none)"
     )
@@ -151,6 +160,8 @@ async def _editor(
             pause = interval
             if typed[index - 1] == "\n":
                 pause += args.line_pause
+                if args.think_share and rng.random() < args.think_share:
+                    pause += args.think_pause
             elif typed[index - 1] in " ,(:." and rng.random() < 0.3:
                 pause += args.word_pause
             debounce = args.client_debounce_ms / 1e3
@@ -308,6 +319,8 @@ def _figures(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
         "single_line_share": _share(suggestions - multi, suggestions),
         "wall_s": round(total("wall"), 1),
         "seed": args.seed,
+        "think_share": args.think_share,
+        "think_pause_s": args.think_pause,
     }
     figures["prompt_tokens"] = total("prompt")
     figures["where_tokens_went"] = _breakdown(total("completions"))
