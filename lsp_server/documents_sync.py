@@ -1,5 +1,4 @@
-"""Document changes: count what the user typed (for the share of code from suggestions) and
-note when (for the pauses blocks wait for)."""
+"""Document changes: count what the user typed (for the share of code from suggestions)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ def register(server: QuillLanguageServer) -> None:
     def on_change(ls: QuillLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
         # pygls has already applied the changes to its copy of the document.
         uri = params.text_document.uri
-        ls.pauses.changed(uri)
         document = ls.workspace.text_documents.get(uri)
         language = document.language_id if document is not None else ""
         for change in params.content_changes:

@@ -147,18 +147,14 @@ def _start(
     settings = ls.settings
     flight: InFlight
 
-    wait_s = settings.debounce_ms / 1e3
+    wait_ms = settings.debounce_ms
     if request.mode == pb.COMPLETION_MODE_MULTI_LINE:
-        # A block costs many tokens: ask for one only once the user has paused a little longer,
-        # and (adaptive) longer than they usually pause here before typing on.
-        wait_s += settings.multi_line_delay_ms / 1e3
-        ls.pauses.at_block_point(uri)
-        if settings.adaptive_multi_line_delay:
-            wait_s = max(wait_s, ls.pauses.wait_for_long_pause_s(uri))
+        # A block costs many tokens: ask for one only once the user has paused a little longer.
+        wait_ms += settings.multi_line_delay_ms
 
     async def ask_serving() -> Completion | None:
-        if wait_s:
-            await asyncio.sleep(wait_s)
+        if wait_ms:
+            await asyncio.sleep(wait_ms / 1e3)
         flight.asked = True
         return await ls.serving_client().complete(
             request, settings.request_timeout_s, on_delta=flight.on_delta

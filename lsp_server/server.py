@@ -17,7 +17,6 @@ from pygls.exceptions import JsonRpcServerNotInitialized
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
-from lsp_server.pauses import PauseTracker
 from lsp_server.serving_client import ServingClient
 from lsp_server.settings import Settings, parse_settings
 from lsp_server.telemetry import Telemetry
@@ -78,8 +77,6 @@ class QuillLanguageServer(LanguageServer):
         self.serving: ServingClient | None = None
         self.telemetry = Telemetry(self._send_events)
         self.typeahead = TypeAheadCache()
-        # The user's ordinary pause at block points: blocks wait for a longer one.
-        self.pauses = PauseTracker()
         # Engine tokens behind suggestions the editor was shown (the honest "not wasted").
         self.token_usage = TokenUsage()
         self.early_first_lines = 0

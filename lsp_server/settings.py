@@ -42,10 +42,6 @@ class Settings:
     # meantime replaces them without a model call): a block is only worth its tokens when the
     # user has stopped typing for a moment.
     multi_line_delay_ms: int = 400
-    # Multi-line requests also wait until the user's pause is clearly longer than their usual
-    # pause at block points (learned from their typing; lsp_server/pauses.py), so blocks are
-    # generated when the person waits, not during the pause before they type on.
-    adaptive_multi_line_delay: bool = True
     # Repository retrieval: sync the workspace's files to serving and let it put relevant
     # chunks of other files into prompts.
     retrieval: bool = True

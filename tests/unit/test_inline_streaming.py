@@ -121,26 +121,3 @@ async def test_multi_line_waits_for_a_pause_before_asking(client: LanguageClient
     # The block was never asked for: the only engine request is the single-line one.
     assert len(engine.requests) == 1 and "\n" in engine.requests[0].stop
     assert [item.insert_text for item in line] == ["1"]
-
-
-async def test_blocks_wait_for_a_pause_longer_than_the_users_usual_one(
-    client: LanguageClient,
-) -> None:
-    engine = ScriptedEngine(chunks=["1"])
-    async with in_process_serving(engine) as address:
-        await initialize(client, servingAddress=address, multiLineDelayMs=0)
-        open_document(client, URI, DOCUMENT)
-        # The user has paused about 0.3 s at block points and then typed on, four times.
-        for version in range(2, 6):
-            pending = asyncio.ensure_future(complete(client, URI, 0, 9))
-            await asyncio.sleep(0.3)
-            edit(client, URI, version, (0, 9), (0, 9), "")
-            await pending
-        asked = len(engine.requests)
-        # Now a pause of 0.2 s, shorter than usual: no block is asked for.
-        block = asyncio.ensure_future(complete(client, URI, 0, 9))
-        await asyncio.sleep(0.2)
-        assert len(engine.requests) == asked
-        # Waiting on (longer than 1.25 x 0.3 s), the block is asked for and shown.
-        assert [item.insert_text for item in (await block).items] == ["1"]
-        assert len(engine.requests) == asked + 1
