@@ -3,7 +3,8 @@ server, several editors at once.
 
 Each simulated editor runs its own `quill lsp` (as real editors do) against one `quill serve`,
 opens a file whose first lines come from a real source file (the Python standard library), and
-types the following lines character by character: a steady rate within words, and the pauses
+types the following lines character by character (Enter brings the next line's indentation, as
+editors auto-indent): a steady rate within words, and the pauses
 people make (a short one after some spaces and punctuation, a longer one at the end of a line,
 and with `--think-share` a stop of `--think-pause` seconds at some line ends, as people make to
 think or to read a suggestion).
@@ -152,17 +153,22 @@ async def _editor(
     index = 0
     try:
         while index < len(typed):
-            text += typed[index]
-            index += 1
+            key = typed[index]
+            if key == "\n":
+                # Enter: the editor indents the new line itself (auto-indent), in the same change.
+                indent = typed[index + 1 :]
+                key += indent[: len(indent) - len(indent.lstrip(" \t"))]
+            text += key
+            index += len(key)
             uri = client.open(path, text)
             keystroke_at = time.perf_counter()
             lines = text.split("\n")
             pause = interval
-            if typed[index - 1] == "\n":
+            if key.startswith("\n"):
                 pause += args.line_pause
                 if args.think_share and rng.random() < args.think_share:
                     pause += args.think_pause
-            elif typed[index - 1] in " ,(:." and rng.random() < 0.3:
+            elif key in " ,(:." and rng.random() < 0.3:
                 pause += args.word_pause
             debounce = args.client_debounce_ms / 1e3
             if pause <= debounce:
