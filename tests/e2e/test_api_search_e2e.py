@@ -62,6 +62,15 @@ async def _complete(address: str) -> pb.CompletionDone:
             if any(h.entry.source == "workspace" for h in found.hits):
                 break
             await asyncio.sleep(1)
+        # And until the sync's other background work (retrieval indexing) has settled: a search
+        # inside a completion gets 1 s before the completion goes on without it, by design.
+        for _ in range(120):
+            found = await stub.SearchApi(
+                pb.SearchApiRequest(workspace_id="e2e-api", query="invoice total"), timeout=60
+            )
+            if found.latency_ms < 200:
+                break
+            await asyncio.sleep(0.5)
         request = pb.CompleteRequest(
             workspace_id="e2e-api",
             file_path="shop/checkout.py",
