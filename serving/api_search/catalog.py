@@ -89,15 +89,38 @@ class WorkspaceCatalog:
 
     def set_packages(self, packages: dict[str, pb.ApiPackage]) -> None:
         """Bring packages to `packages`: only new digests are embedded. Blocking."""
-        for name in list(self._by_package):
-            digest, ids = self._by_package[name]
-            if name not in packages or packages[name].digest != digest:
-                self.index.remove(ids)
-                del self._by_package[name]
-                self._names = self._members = None
+        for name in self.stale_packages(packages):
+            self.set_package(name, None)
         for name, package in packages.items():
-            if name not in self._by_package:
-                self._by_package[name] = (package.digest, self._add(list(package.entries)))
+            self.set_package(name, package)
+
+    def stale_packages(self, packages: dict[str, pb.ApiPackage]) -> list[str]:
+        """Names held whose package is gone or has another digest now."""
+        return [
+            name
+            for name, (digest, _) in self._by_package.items()
+            if name not in packages or packages[name].digest != digest
+        ]
+
+    def set_package(self, name: str, package: pb.ApiPackage | None) -> None:
+        """Hold `package` under `name` (None: drop it); embeds only a new digest. Blocking."""
+        held = self._by_package.get(name)
+        if held is not None and package is not None and held[0] == package.digest:
+            return
+        if held is not None:
+            self.index.remove(held[1])
+            del self._by_package[name]
+            self._names = self._members = None
+        if package is not None:
+            self._by_package[name] = (package.digest, self._add(list(package.entries)))
+
+    async def _set_packages_async(self, packages: dict[str, pb.ApiPackage]) -> None:
+        # One package per worker-thread call, like files: a shutdown cancels between packages
+        # (the process cannot exit while a worker thread is still embedding).
+        for name in self.stale_packages(packages):
+            await asyncio.to_thread(self.set_package, name, None)
+        for name, package in packages.items():
+            await asyncio.to_thread(self.set_package, name, package)
 
     def load(self, workspace: SyncedWorkspace) -> None:
         """Index everything the workspace holds now. Blocking."""
@@ -110,11 +133,11 @@ class WorkspaceCatalog:
         async with self._lock:
             try:
                 # One file per worker-thread call: a shutdown cancels between files instead of
-                # waiting until the whole workspace is embedded.
+                # waiting until the whole workspace is embedded (the same for packages).
                 for path in workspace.paths():
                     if path.endswith(".py"):
                         await asyncio.to_thread(self.set_file, path, workspace.file_text(path))
-                await asyncio.to_thread(self.set_packages, workspace.packages())
+                await self._set_packages_async(workspace.packages())
             except Exception:  # noqa: BLE001 - a failed load leaves the stdlib part working
                 logger.exception("loading the workspace's API entries failed")
 
@@ -127,7 +150,7 @@ class WorkspaceCatalog:
                 if path.endswith(".py"):
                     await asyncio.to_thread(self.set_file, path, workspace.file_text(path))
             if change.changed_packages:
-                await asyncio.to_thread(self.set_packages, workspace.packages())
+                await self._set_packages_async(workspace.packages())
 
     def search(self, query: str, query_vector: np.ndarray | None, k: int) -> list[ScoredEntry]:
         return self.index.search(query, query_vector, k)

@@ -90,9 +90,6 @@ class ApiSearchService:
         if self._stdlib is None:
             model_id = str(getattr(embedder, "model_path", type(embedder).__name__))
             self._stdlib = load_stdlib(self._cache_dir, embedder.encode, model_id)
-            # A model's first inference is several times slower than the next ones: pay it here,
-            # not in the first search inside a completion (which has a 1 s budget).
-            self._encode(["warm up"])
         return WorkspaceCatalog(embedder.encode, embedder.dimension, self._stdlib)
 
     async def catalog(self, workspace_id: str) -> WorkspaceCatalog:
