@@ -178,13 +178,10 @@ class ApiSearchService:
     async def handle(self, request: pb.SearchApiRequest) -> pb.SearchApiResponse:
         started = time.perf_counter()
         validate_query(request.query, request.limit, self.config)
-        await self.catalog(request.workspace_id)
-        loading = self._loading.get(request.workspace_id)
-        if loading is not None and not loading.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(loading), self.config.load_wait_s)
-            except TimeoutError:
-                logger.info("API search answers before the workspace's catalog is complete")
+        try:
+            await asyncio.wait_for(self.loaded(request.workspace_id), self.config.load_wait_s)
+        except TimeoutError:
+            logger.info("API search answers before the workspace's catalog is complete")
         found = await self.search(request.workspace_id, request.query, request.limit)
         return pb.SearchApiResponse(
             hits=[pb.ApiHit(entry=hit.entry, score=hit.score) for hit in found],

@@ -138,23 +138,31 @@ def test_token_budget_covers_every_segment() -> None:
     assert outputs[-1].finish_reason == "length"
 
 
-def test_automatic_mode_constrains_the_member_after_a_known_module() -> None:
-    members = {"shop.billing": ["compute_total", "compute_tax", "refund"]}
-    engine = PromptScriptedEngine(
-        scripts=[("", ["comptue_totl(items)"]), ("compute_total", ["(items)"])]
-    )
+def _auto_session(
+    engine: PromptScriptedEngine, hits: list[str], prefix: str, members: dict[str, list[str]]
+) -> ToolSession:
+    """The automatic mode over `members`, with a search that answers `hits`."""
 
     async def search(query: str, limit: int) -> list[ScoredEntry]:
-        return [_hit("shop.billing.compute_total"), _hit("os.path.join")]
+        return [_hit(name) for name in hits]
 
-    prefix = "from shop import billing\n\n# total of the invoice\nx = billing."
-    session = ToolSession(
+    return ToolSession(
         engine,
         search,
         ApiToolsConfig(max_identifier_tokens=32),
         prefix,
         members=lambda q: members.get(q, []),
     )
+
+
+def test_automatic_mode_constrains_the_member_after_a_known_module() -> None:
+    members = {"shop.billing": ["compute_total", "compute_tax", "refund"]}
+    engine = PromptScriptedEngine(
+        scripts=[("", ["comptue_totl(items)"]), ("compute_total", ["(items)"])]
+    )
+
+    prefix = "from shop import billing\n\n# total of the invoice\nx = billing."
+    session = _auto_session(engine, ["shop.billing.compute_total", "os.path.join"], prefix, members)
     text, _ = _run(session, prefix)
     assert text == "compute_total(items)"
     call = session.tool_calls[0]
@@ -172,17 +180,8 @@ def test_automatic_mode_mid_generation_and_unknown_names() -> None:
         scripts=[("", ["v = json.", "lodas(s)\n", "w = foo.", "bar"]), ("json.dumps", ["(s)"])]
     )
 
-    async def search(query: str, limit: int) -> list[ScoredEntry]:
-        return [_hit("json.dumps")]
-
     prefix = "import json\n"
-    session = ToolSession(
-        engine,
-        search,
-        ApiToolsConfig(max_identifier_tokens=32),
-        prefix,
-        members=lambda q: members.get(q, []),
-    )
+    session = _auto_session(engine, ["json.dumps"], prefix, members)
     text, _ = _run(session, prefix)
     assert text == "v = json.dumps(s)"
     assert len(session.tool_calls) == 1
@@ -193,20 +192,11 @@ def test_a_member_name_that_begins_longer_ones_ends_where_the_model_ends_it() ->
     # freely from "parse" into an invented "parse_short_description".
     members = {"docstring_parser": ["parse", "parse_from_object", "compose"]}
 
-    async def search(query: str, limit: int) -> list[ScoredEntry]:
-        return [_hit("docstring_parser.parse")]
-
     prefix = "import docstring_parser\n\n# parse the docstring\nx = docstring_parser."
     engine = PromptScriptedEngine(
         scripts=[("", ["_short_description(doc)"]), ("docstring_parser.parse(", ["doc)"])]
     )
-    session = ToolSession(
-        engine,
-        search,
-        ApiToolsConfig(max_identifier_tokens=32),
-        prefix,
-        members=lambda q: members.get(q, []),
-    )
+    session = _auto_session(engine, ["docstring_parser.parse"], prefix, members)
     text, _ = _run(session, prefix)
     assert text[:5] == "parse" and text[5] in "().,[: \n"  # the name ended at "parse"
     at_parse = [
