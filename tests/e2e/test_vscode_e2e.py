@@ -86,14 +86,19 @@ def digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def build_vsix() -> Path:
-    """npm ci + build + package, each skipped when its inputs did not change."""
+def install_node_modules() -> None:
+    """npm ci, skipped when the lock file did not change."""
     lock = EXTENSION_DIR / "package-lock.json"
     lock_stamp = EXTENSION_DIR / "node_modules" / ".quill-lock-sha256"
     lock_hash = digest([lock])
     if not lock_stamp.exists() or lock_stamp.read_text() != lock_hash:
         run(["npm", "ci", "--no-audit", "--no-fund"], EXTENSION_DIR, 600)
         lock_stamp.write_text(lock_hash)
+
+
+def build_vsix() -> Path:
+    """npm ci + build + package, each skipped when its inputs did not change."""
+    install_node_modules()
     inputs = [EXTENSION_DIR / name for name in VSIX_INPUTS]
     inputs += sorted((EXTENSION_DIR / "src").rglob("*.ts"))
     vsix_stamp = EXTENSION_DIR / "node_modules" / ".quill-vsix-sha256"
@@ -168,6 +173,15 @@ def tag() -> Iterator[str]:
         yield value
     finally:
         kill_tagged(value)
+
+
+def test_extension_typechecks_lints_and_passes_its_unit_tests() -> None:
+    """The bundle is built with esbuild, which does not check types: tsc, eslint and the
+    extension's own unit tests (editors/vscode/test) run here."""
+    assert shutil.which("npm"), "needs npm (node 20)"
+    install_node_modules()
+    run(["npm", "run", "lint"], EXTENSION_DIR, 300)
+    run(["npm", "test"], EXTENSION_DIR, 300)
 
 
 @needs_tools
