@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -22,6 +23,7 @@ from lsp_server.documents import (
 )
 from lsp_server.server import QuillLanguageServer
 from lsp_server.serving_client import Completion
+from lsp_server.timing import FRESH_LINE, MID_LINE, wait_before_asking, worth_going_on
 from lsp_server.trigger import choose_mode
 from lsp_server.typeahead import ANCHOR_CHARS, typed_since
 from quill.v1 import quill_pb2 as pb
@@ -46,6 +48,8 @@ def relative_path(ls: QuillLanguageServer, uri: str) -> str:
 
 
 def register(server: QuillLanguageServer) -> None:
+    server.document_listeners.append(lambda uri: _keystroke(server, uri))
+
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
         ls: QuillLanguageServer, params: types.InlineCompletionParams
@@ -74,12 +78,23 @@ def register(server: QuillLanguageServer) -> None:
         number = ls.latest_completion.get(uri, 0) + 1
         ls.latest_completion[uri] = number
 
-        hit = ls.typeahead.lookup(uri, context.offset, context.prefix)
+        automatic = (
+            params.context is not None
+            and params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+        )
+        kind = MID_LINE if context.line_before.strip() else FRESH_LINE
+        if automatic:
+            # The pause after this keystroke is measured when the next one comes.
+            ls.open_pause[uri] = (kind, ls.keystroke_at.get(uri, time.monotonic()))
+
+        previous: InFlight | None = ls.inflight.get(uri)
+        # A block on screen that is still streaming knows more than type-ahead's copy of it.
+        streaming = previous is not None and previous.shown and not previous.call.done()
+        hit = None if streaming else ls.typeahead.lookup(uri, context.offset, context.prefix)
         if hit is not None:
             ls.token_usage.shown(hit.suggestion_id, hit.tokens)
             return _items(params.position, hit.suggestion_id, hit.remaining)
 
-        previous: InFlight | None = ls.inflight.get(uri)
         if previous is not None and not previous.call.done():
             typed = typed_since(previous.offset, previous.anchor, context.offset, context.prefix)
             if previous.reusable and typed is not None:
@@ -89,6 +104,7 @@ def register(server: QuillLanguageServer) -> None:
                 if answer is not None:
                     ls.reused_count += 1
                     text, tokens = answer
+                    previous.showing(len(typed) + len(text))
                     _show(ls, uri, language, context, previous.suggestion_id, text, tokens, started)
                     return _items(params.position, previous.suggestion_id, text)
                 if ls.latest_completion.get(uri) != number:
@@ -114,8 +130,12 @@ def register(server: QuillLanguageServer) -> None:
             ),
         )
         multi = request.mode == pb.COMPLETION_MODE_MULTI_LINE
-        flight = _start(ls, uri, request, context.offset, context.prefix, started)
+        wait_s = _wait_before_asking(ls, uri, kind, multi, automatic)
+        flight = _start(ls, uri, request, context.offset, context.prefix, started, wait_s)
+        flight.document_length = len(document.source)
+        flight.suffix_head = context.suffix[:_SUFFIX_HEAD_CHARS]
         flight.stream = multi and settings.stream_first_line
+        flight.kind, flight.automatic = kind, automatic
         try:
             answer = await flight.first_answer()
         except asyncio.CancelledError:
@@ -128,12 +148,89 @@ def register(server: QuillLanguageServer) -> None:
         if answer is None:
             return _EMPTY
         text, tokens = answer
+        ls.answer_times.record(multi, time.monotonic() - flight.asked_at)
         if not flight.call.done():
-            flight.shown = True  # the block goes on generating; the next request gets it
+            # The block goes on generating: the client is told as lines come (where it takes
+            # refreshes), and the next request gets them; unless its next line would likely
+            # come after the user's next keystroke: then this line is the suggestion.
+            flight.showing(len(text))
             flight.first_line_s = time.perf_counter() - started
             ls.early_first_lines += 1
+            if not _next_line_in_time(ls, uri, flight):
+                flight.stop()
         _show(ls, uri, language, context, flight.suggestion_id, text, tokens, started)
         return _items(params.position, flight.suggestion_id, text)
+
+
+def _keystroke(ls: QuillLanguageServer, uri: str) -> None:
+    now = time.monotonic()
+    opened = ls.open_pause.pop(uri, None)
+    if opened is not None:
+        kind, since = opened
+        ls.pauses.record(kind, now - since)  # the pause an automatic request's answer had
+    ls.keystroke_at[uri] = now
+    _drop_if_stale(ls, uri)
+
+
+def _wait_before_asking(
+    ls: QuillLanguageServer, uri: str, kind: str, multi: bool, automatic: bool
+) -> float:
+    """Seconds a new request waits before it asks serving (a keystroke meanwhile drops it)."""
+    settings = ls.settings
+    wait_s = settings.debounce_ms / 1e3
+    fixed = wait_s + (settings.multi_line_delay_ms / 1e3 if multi else 0.0)
+    if not automatic:
+        return fixed
+    now = time.monotonic()
+    keystroke = ls.keystroke_at.get(uri, now)
+    need = ls.answer_times.typical(multi) if settings.adaptive_timing else None
+    pauses = ls.pauses.samples(kind) if need is not None else None
+    if need is None or pauses is None:
+        return fixed  # not enough learnt yet
+    elapsed = now - keystroke + wait_s
+    extra = wait_before_asking(pauses, elapsed, need, settings.min_chance_in_time)
+    if extra > 0:
+        ls.held_back += 1
+    logger.debug(
+        "%s %s request %.2f s into a pause; answer takes %.2f s; waits %.2f s more",
+        kind,
+        "multi-line" if multi else "single-line",
+        elapsed,
+        need,
+        extra,
+    )
+    return wait_s + extra
+
+
+def _next_line_in_time(ls: QuillLanguageServer, uri: str, flight: InFlight) -> bool:
+    """Whether a block on screen should go on to its next line: likely done before the user's
+    next keystroke, at the pace of its lines so far (lsp_server/timing.py)."""
+    settings = ls.settings
+    pauses = ls.pauses.samples(flight.kind) if flight.automatic else None
+    if not settings.adaptive_timing or pauses is None:
+        return True
+    now = time.monotonic()
+    lines = sum(1 for line in flight.text.split("\n") if line.strip())
+    per_line = (now - flight.asked_at) / max(1, lines)
+    elapsed = now - ls.keystroke_at.get(uri, now)
+    return worth_going_on(pauses, elapsed, per_line, settings.min_chance_in_time)
+
+
+def _drop_if_stale(ls: QuillLanguageServer, uri: str) -> None:
+    """A keystroke reached the document: cancel its serving call at once (through to an engine
+    abort) if its suggestion no longer fits, instead of generating on until the editor's next
+    request, which comes only after the editor's debounce, when the typing pauses."""
+    flight: InFlight | None = ls.inflight.get(uri)
+    if flight is None or flight.call.done():
+        return
+    document = ls.workspace.text_documents.get(uri)
+    typed = flight.typed_in(document.source) if document is not None else None
+    # Not yet asked (a block waiting for a pause): nothing spent; the next request asks afresh.
+    if flight.asked and typed is not None and flight.agrees_with(typed):
+        return
+    flight.call.cancel()
+    ls.superseded_count += 1
+    ls.cancelled_on_change += 1
 
 
 def _start(
@@ -143,28 +240,34 @@ def _start(
     offset: int,
     prefix: str,
     started: float,
+    wait_s: float,
 ) -> InFlight:
     settings = ls.settings
     flight: InFlight
 
-    wait_ms = settings.debounce_ms
-    if request.mode == pb.COMPLETION_MODE_MULTI_LINE:
-        # A block costs many tokens: ask for one only once the user has paused a little longer.
-        wait_ms += settings.multi_line_delay_ms
-
     async def ask_serving() -> Completion | None:
-        if wait_ms:
-            await asyncio.sleep(wait_ms / 1e3)
+        if wait_s:
+            await asyncio.sleep(wait_s)
         flight.asked = True
+        flight.asked_at = time.monotonic()
         return await ls.serving_client().complete(
             request, settings.request_timeout_s, on_delta=flight.on_delta
         )
+
+    def grew() -> None:
+        if ls.inflight.get(uri) is not flight:
+            return
+        if _next_line_in_time(ls, uri, flight):
+            ls.refresh_inline_completion(uri)
+        else:
+            flight.stop()
 
     flight = InFlight(
         asyncio.ensure_future(ask_serving()),
         offset,
         prefix[-ANCHOR_CHARS:],
         single_line=request.mode == pb.COMPLETION_MODE_SINGLE_LINE,
+        on_grow=grew,
     )
     ls.inflight[uri] = flight
 
@@ -177,17 +280,22 @@ def _start(
                 suggestion_id=flight.suggestion_id,
                 multi_line=not flight.single_line,
                 tokens=flight.tokens,
-                outcome=_outcome(call, completion),
+                outcome="stopped" if flight.stopped else _outcome(call, completion),
                 seconds=time.perf_counter() - started,
             )
         )
-        if flight.shown and completion is not None and completion.text:
+        if completion is not None:
+            text = completion.text
+        else:
+            text = flight.text.rstrip() if flight.stopped else ""
+        if flight.shown and text:
             # The whole block, after its first line went out early: type-ahead answers from it.
-            ls.typeahead.extend(
-                uri, flight.suggestion_id, flight.offset, completion.text, flight.tokens
-            )
-            ls.telemetry.extended(flight.suggestion_id, completion.text)
-            ls.streamed_blocks.append((flight.first_line_s, time.perf_counter() - started))
+            ls.typeahead.extend(uri, flight.suggestion_id, flight.offset, text, flight.tokens)
+            ls.telemetry.extended(flight.suggestion_id, text)
+            if flight.first_line_s:
+                ls.streamed_blocks.append((flight.first_line_s, time.perf_counter() - started))
+            if len(text.rstrip()) > flight.shown_upto:
+                ls.refresh_inline_completion(uri)  # the last lines came with the end
 
     flight.call.add_done_callback(settle)
     return flight
@@ -212,6 +320,8 @@ def _show(
 # A generation that has not caught up with this much of the user's typing is a new context, not
 # type-ahead: waiting for it would keep the user waiting.
 _MAX_REUSE_CHARS = 16
+# Characters after the cursor kept to recognise "typed at the cursor" in a changed document.
+_SUFFIX_HEAD_CHARS = 64
 
 
 @dataclass
@@ -227,8 +337,9 @@ class InFlight:
     # keystrokes supersede it rather than wait seconds for the whole block.
     single_line: bool = True
     stream: bool = False
-    # True once the debounce is over and serving was asked (tokens are being spent).
+    # True once the debounce is over and serving was asked (tokens are being spent), and when.
     asked: bool = False
+    asked_at: float = 0.0
     # True once part of it went to the editor: it keeps running for the follow-up request.
     shown: bool = False
     text: str = ""  # streamed so far, relative to the cursor at `offset`
@@ -236,6 +347,46 @@ class InFlight:
     tokens: int = 0  # engine tokens generated so far
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     first_line_s: float = 0.0  # when the first line went out early
+    # Called when a streamed block that is on screen gains lines.
+    on_grow: Callable[[], None] | None = None
+    shown_upto: int = 0  # characters from `offset` that the editor was shown
+    # Where the request was made (lsp_server.timing's kinds) and whether as the user typed.
+    kind: str = FRESH_LINE
+    automatic: bool = False
+    # Stopped at a line's end because the next line would likely come too late.
+    stopped: bool = False
+    # The document's length and the text just after the cursor when the call was made.
+    document_length: int = 0
+    suffix_head: str = ""
+
+    def typed_in(self, source: str) -> str | None:
+        """What was typed at this call's cursor to make the document `source`; None if it
+        changed any other way."""
+        grown = len(source) - self.document_length
+        start = self.offset - len(self.anchor)
+        if grown < 0 or start < 0 or source[start : self.offset] != self.anchor:
+            return None
+        if not source.startswith(self.suffix_head, self.offset + grown):
+            return None
+        return source[self.offset : self.offset + grown]
+
+    def agrees_with(self, typed: str) -> bool:
+        """Whether what this call wrote so far can still be what the user is typing."""
+        if self.text.startswith(typed):
+            return True
+        return typed.startswith(self.text) and len(typed) - len(self.text) <= _MAX_REUSE_CHARS
+
+    def stop(self) -> None:
+        """End the generation at the line just finished (the user will likely type before
+        another is done): its lines so far are the suggestion, not half a line thrown away."""
+        self.stopped = True
+        self.call.cancel()
+
+    def showing(self, upto: int) -> None:
+        """The editor was handed this call's text up to `upto` characters from its cursor."""
+        self.shown_upto = max(self.shown_upto, upto)
+        if self.stream:
+            self.shown = True
 
     @property
     def reusable(self) -> bool:
@@ -246,6 +397,8 @@ class InFlight:
         self.suggestion_id = delta.suggestion_id or self.suggestion_id
         self.tokens = max(self.tokens, delta.completion_tokens)
         self.changed.set()
+        if self.shown and self.on_grow is not None and delta.text.strip():
+            self.on_grow()
 
     def result(self) -> Completion | None:
         """The finished call's completion; None if it failed, was cancelled or is running."""
@@ -281,15 +434,19 @@ class InFlight:
             self.changed.clear()
             if self.call.done():
                 completion = self.result()
-                if completion is None or not completion.text.startswith(typed):
+                if completion is not None:
+                    final = completion.text
+                else:  # failed, cancelled, or stopped at a line's end (its lines stand)
+                    final = self.text.rstrip() if self.stopped else ""
+                if not final.startswith(typed):
                     return None
-                rest = completion.text[len(typed) :]
+                rest = final[len(typed) :]
                 return (rest, self.tokens) if rest else None
             if self.text.startswith(typed):
                 rest = self.text[len(typed) :]
                 if self.stream and rest.strip() and rest.endswith("\n"):
                     return rest.rstrip(), self.tokens  # whole lines beyond the typing
-            elif not typed.startswith(self.text) or len(typed) - len(self.text) > _MAX_REUSE_CHARS:
+            elif not self.agrees_with(typed):
                 return None
             await self._next_change()
 

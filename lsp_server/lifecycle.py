@@ -6,7 +6,7 @@ import logging
 
 from lsprotocol import types
 
-from lsp_server.server import QuillLanguageServer
+from lsp_server.server import INLINE_COMPLETION_REFRESH_CAPABILITY, QuillLanguageServer
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +15,10 @@ def register(server: QuillLanguageServer) -> None:
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: QuillLanguageServer, params: types.InitializeParams) -> None:
         ls.apply_initialization_options(params.initialization_options)
+        experimental = params.capabilities.experimental
+        ls.inline_completion_refresh = isinstance(experimental, dict) and bool(
+            experimental.get(INLINE_COMPLETION_REFRESH_CAPABILITY)
+        )
         logger.info("initialized; serving at %s", ls.settings.serving_address)
 
     @server.feature(types.INITIALIZED)

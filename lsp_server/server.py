@@ -20,12 +20,20 @@ from pygls.protocol import LanguageServerProtocol
 from lsp_server.serving_client import ServingClient
 from lsp_server.settings import Settings, parse_settings
 from lsp_server.telemetry import Telemetry
+from lsp_server.timing import AnswerTimes, PauseHistory
 from lsp_server.typeahead import TokenUsage, TypeAheadCache
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "quill"
 SERVER_VERSION = "0.1.0"
+
+# Server-to-client notification ({textDocument: {uri}}): a suggestion being shown for that
+# document has grown (a streamed block's next lines); ask for the inline completion again at the
+# same place. LSP has no inline-completion refresh, so a client opts in with the experimental
+# client capability below.
+INLINE_COMPLETION_REFRESH = "quill/inlineCompletionRefresh"
+INLINE_COMPLETION_REFRESH_CAPABILITY = "inlineCompletionRefreshSupport"
 
 # Requests a client may send before `initialize` completes (LSP: everything else gets -32002).
 _ALLOWED_BEFORE_INITIALIZE = {types.INITIALIZE, types.SHUTDOWN, types.EXIT}
@@ -91,6 +99,18 @@ class QuillLanguageServer(LanguageServer):
         # still waiting answers with nothing.
         self.latest_completion: dict[str, int] = {}
         self.superseded_count = 0
+        # Of those, cancelled when a keystroke came (didChange), before the next request.
+        self.cancelled_on_change = 0
+        # What lsp_server.timing learns: the user's pauses and serving's answer times; when the
+        # last keystroke reached each document, and which automatic request's pause is open.
+        self.pauses = PauseHistory()
+        self.answer_times = AnswerTimes()
+        self.keystroke_at: dict[str, float] = {}
+        self.open_pause: dict[str, tuple[str, float]] = {}
+        self.held_back = 0  # automatic requests that waited for a longer pause
+        # Whether the client takes INLINE_COMPLETION_REFRESH, and how many were sent.
+        self.inline_completion_refresh = False
+        self.refreshes_sent = 0
         self.reused_count = 0
         self.accepted_count = 0
         self.accepted_chars = 0
@@ -113,6 +133,15 @@ class QuillLanguageServer(LanguageServer):
         if problems:
             # One message for all problems; the server goes on with defaults for those keys.
             self.notify_user("Quill settings: " + "; ".join(problems) + " (defaults used)", True)
+
+    def refresh_inline_completion(self, uri: str) -> None:
+        if not self.inline_completion_refresh:
+            return
+        self.refreshes_sent += 1
+        try:
+            self.protocol.notify(INLINE_COMPLETION_REFRESH, {"textDocument": {"uri": uri}})
+        except Exception:  # noqa: BLE001 - the client is gone (shutdown): nothing to refresh
+            logger.debug("refresh not sent", exc_info=True)
 
     def serving_client(self) -> ServingClient:
         if self.serving is None:

@@ -42,6 +42,13 @@ class Settings:
     # meantime replaces them without a model call): a block is only worth its tokens when the
     # user has stopped typing for a moment.
     multi_line_delay_ms: int = 400
+    # Learn how long this user pauses and how long serving takes to answer, and send an
+    # automatic request only when its answer is likely on screen before the next keystroke
+    # (lsp_server/timing.py); until enough is learnt, debounceMs and multiLineDelayMs apply.
+    adaptive_timing: bool = True
+    # The chance, from that history, that the answer arrives in time, at or above which the
+    # request goes out.
+    min_chance_in_time: float = 0.5
     # Repository retrieval: sync the workspace's files to serving and let it put relevant
     # chunks of other files into prompts.
     retrieval: bool = True
@@ -116,6 +123,9 @@ def parse_settings(options: Any) -> tuple[Settings, list[str]]:
         if getattr(settings, name) <= 0:
             problems.append(f"{_camel(name)} must be positive")
             setattr(settings, name, getattr(Settings(), name))
+    if not 0.0 <= settings.min_chance_in_time <= 1.0:
+        problems.append("minChanceInTime must be between 0 and 1")
+        settings.min_chance_in_time = Settings().min_chance_in_time
     if settings.repair_max_lines < 1:
         problems.append("repairMaxLines must be at least 1")
         settings.repair_max_lines = Settings().repair_max_lines

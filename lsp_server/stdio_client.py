@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+
+from lsp_server.server import INLINE_COMPLETION_REFRESH, INLINE_COMPLETION_REFRESH_CAPABILITY
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +31,19 @@ def read_source_file(path: Path) -> str | None:
 
 
 class StdioLanguageClient:
-    def __init__(self, root: Path, initialization_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        initialization_options: dict[str, Any] | None = None,
+        on_refresh: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_refresh(uri)`: the server says the suggestion shown for `uri` grew (a streamed
+        block's next lines); given, the client declares that it takes such refreshes."""
         self.root = root.resolve()
         self.initialization_options = initialization_options or {}
         self.client = LanguageClient("quill-cli", "0.1.0")
         self.messages: list[str] = []
+        self._takes_refresh = on_refresh is not None
 
         # pygls registers plain functions only (it tags them), not bound methods.
         def on_message(params: types.ShowMessageParams | types.LogMessageParams) -> None:
@@ -40,6 +51,15 @@ class StdioLanguageClient:
 
         self.client.feature(types.WINDOW_SHOW_MESSAGE)(on_message)
         self.client.feature(types.WINDOW_LOG_MESSAGE)(on_message)
+        if on_refresh is not None:
+
+            def on_refresh_notification(params: Any) -> None:
+                document = getattr(params, "textDocument", None)
+                uri = getattr(document, "uri", None)
+                if isinstance(uri, str):
+                    on_refresh(uri)
+
+            self.client.feature(INLINE_COMPLETION_REFRESH)(on_refresh_notification)
         self._versions: dict[str, int] = {}
         self.start_seconds = 0.0
 
@@ -52,7 +72,11 @@ class StdioLanguageClient:
             types.InitializeParams(
                 process_id=None,
                 root_uri=self.root.as_uri(),
-                capabilities=types.ClientCapabilities(),
+                capabilities=types.ClientCapabilities(
+                    experimental={INLINE_COMPLETION_REFRESH_CAPABILITY: True}
+                    if self._takes_refresh
+                    else None
+                ),
                 initialization_options=self.initialization_options,
             )
         )
@@ -82,14 +106,16 @@ class StdioLanguageClient:
         return uri
 
     async def inline_completion(
-        self, uri: str, line: int, character: int
+        self, uri: str, line: int, character: int, automatic: bool = False
     ) -> list[types.InlineCompletionItem]:
+        """`automatic`: asked as the user types (editors' as-you-type requests), not invoked."""
+        kind = types.InlineCompletionTriggerKind
         result = await self.client.text_document_inline_completion_async(
             types.InlineCompletionParams(
                 text_document=types.TextDocumentIdentifier(uri=uri),
                 position=types.Position(line=line, character=character),
                 context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                    trigger_kind=kind.Automatic if automatic else kind.Invoked
                 ),
             )
         )

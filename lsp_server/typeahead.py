@@ -15,12 +15,12 @@ ANCHOR_CHARS = 256
 
 def typed_since(then_offset: int, then_anchor: str, offset: int, prefix: str) -> str | None:
     """What the user typed at the cursor since it was at `then_offset` with `then_anchor` (the
-    text just before it) — or None if the document changed any other way.
+    text just before it) — "" at the same place — or None if the document changed any other way.
 
     `prefix` is (at least the tail of) the text before the cursor at `offset`.
     """
     typed_len = offset - then_offset
-    if typed_len <= 0 or typed_len > len(prefix):
+    if typed_len < 0 or typed_len > len(prefix):
         return None
     before = prefix[: len(prefix) - typed_len]
     if not before.endswith(then_anchor[-len(before) :] if before else ""):
@@ -76,7 +76,8 @@ class TypeAheadCache:
         typed = typed_since(last.offset, last.anchor, offset, prefix)
         if typed is None or len(typed) >= len(last.text) or not last.text.startswith(typed):
             return None
-        self.hits += 1
+        if typed:  # else the editor asked again at the same place (a refresh, say)
+            self.hits += 1
         return TypeAheadHit(last.suggestion_id, last.text[len(typed) :], last.tokens)
 
 

@@ -10,7 +10,11 @@ from pytest_lsp import LanguageClient
 from tests.conftest import ROOT
 
 
-async def initialize(client: LanguageClient, **options: Any) -> types.InitializeResult:
+async def initialize(
+    client: LanguageClient,
+    capabilities: types.ClientCapabilities | None = None,
+    **options: Any,
+) -> types.InitializeResult:
     """Initialize with `options` as initializationOptions (camelCase settings).
 
     Workspace sync (retrieval) is off unless a test turns it on: the root is this repository,
@@ -19,7 +23,7 @@ async def initialize(client: LanguageClient, **options: Any) -> types.Initialize
     options.setdefault("retrieval", False)
     return await client.initialize_session(
         types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
+            capabilities=capabilities or types.ClientCapabilities(),
             root_uri=ROOT.as_uri(),
             initialization_options=options,
         )

@@ -7,9 +7,10 @@ types the following lines character by character (Enter brings the next line's i
 editors auto-indent): a steady rate within words, and the pauses
 people make (a short one after some spaces and punctuation, a longer one at the end of a line,
 and with `--think-share` a stop of `--think-pause` seconds at some line ends, as people make to
-think or to read a suggestion).
-After every keystroke it asks for an inline completion the way editors do (a newer keystroke
-supersedes the pending request). When what the person types next matches the suggestion on
+think or to read a suggestion); every gap varies log-normally around its kind's length
+(`--jitter`). After every keystroke it asks for an inline completion the way editors do as
+people type (trigger kind Automatic, after the editor's debounce; a newer keystroke supersedes
+the pending request). When what the person types next matches the suggestion on
 screen, the language server answers from type-ahead without a model call.
 
 Reported: p50/p95 time from keystroke to a suggestion, the share of requests cancelled
@@ -20,6 +21,10 @@ generated after what was shown (each language server counts the tokens behind wh
 serving counts what it generated). `cancelled_token_share` is the older, narrower figure:
 tokens of requests cancelled mid-generation. For streamed multi-line suggestions, the time to
 the early first line and to the whole block.
+
+Editors take the server's `quill/inlineCompletionRefresh` (a streamed block on screen grew) and
+ask again, as Quill's VS Code and Neovim clients do; `--no-refresh` (or the variant key
+`clientRefresh=false`) types with editors that do not, which see only a block's first line.
 
 `--variant NAME:key=value,...` runs the same typing again with other language-server settings
 against the same serving, one variant after another, and reports each with ratios to the first.
@@ -60,7 +65,19 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--think-pause", type=float, default=4.0, help="seconds such a stop lasts")
     p.add_argument(
+        "--jitter",
+        type=float,
+        default=0.3,
+        help="spread of every gap: each is multiplied by a log-normal factor of this sigma",
+    )
+    p.add_argument(
         "--client-debounce-ms", type=float, default=200, help="the editor's own debounce (0: none)"
+    )
+    p.add_argument(
+        "--no-refresh",
+        dest="refresh",
+        action="store_false",
+        help="editors that ignore refreshes (only the first line of a streamed block shows)",
     )
     p.add_argument("--context-lines", type=int, default=40, help="lines already in the file")
     p.add_argument("--seed", type=int, default=0)
@@ -128,8 +145,25 @@ async def _editor(
 ) -> dict[str, Any]:
     from lsp_server.stdio_client import StdioLanguageClient
 
+    version = 0  # of the text, so a refresh for an older text is dropped
+    refreshes: set[asyncio.Task[Any]] = set()
+    refreshed = 0  # answers to refreshes that showed more lines
+
+    def on_refresh(refreshed_uri: str) -> None:
+        # The suggestion on screen grew (a block's next lines): ask again where the cursor is,
+        # as an editor does when told so, after the request in flight.
+        if refreshed_uri == uri and last_ask is not None:
+            task = asyncio.ensure_future(ask_again(version, *last_ask))
+            refreshes.add(task)
+            task.add_done_callback(refreshes.discard)
+
+    # Not a language-server setting: whether this editor takes refreshes (a variant may say).
+    options = dict(options)
+    takes_refresh = bool(options.pop("clientRefresh", args.refresh))
     client = StdioLanguageClient(
-        root, {"servingAddress": address, "requestTimeoutS": 60, **options}
+        root,
+        {"servingAddress": address, "requestTimeoutS": 60, **options},
+        on_refresh=on_refresh if takes_refresh else None,
     )
     await client.start()
     path = root / f"typing_{number}.py"
@@ -138,12 +172,24 @@ async def _editor(
     latencies: list[float] = []
     requests = suggestions = multi = 0
     pending: asyncio.Task[Any] | None = None
+    last_ask: tuple[int, int] | None = None
+
+    async def ask_again(asked_version: int, line: int, character: int) -> None:
+        nonlocal refreshed
+        if pending is not None:
+            await asyncio.wait({pending})
+        if asked_version != version:
+            return  # typed on meanwhile
+        items = await client.inline_completion(uri, line, character, automatic=True)
+        if items and asked_version == version:
+            refreshed += 1
+
     interval = 1.0 / args.cps
     rng = random.Random(args.seed * 1000 + number)
 
     async def ask(sent_at: float, line: int, character: int) -> None:
         nonlocal suggestions, multi
-        items = await client.inline_completion(uri, line, character)
+        items = await client.inline_completion(uri, line, character, automatic=True)
         if items:
             latencies.append(time.perf_counter() - sent_at)
             suggestions += 1
@@ -160,6 +206,7 @@ async def _editor(
                 key += indent[: len(indent) - len(indent.lstrip(" \t"))]
             text += key
             index += len(key)
+            version += 1
             uri = client.open(path, text)
             keystroke_at = time.perf_counter()
             lines = text.split("\n")
@@ -170,6 +217,8 @@ async def _editor(
                     pause += args.think_pause
             elif key in " ,(:." and rng.random() < 0.3:
                 pause += args.word_pause
+            # People are not metronomes: each gap varies around its kind's length.
+            pause *= rng.lognormvariate(0.0, args.jitter) if args.jitter else 1.0
             debounce = args.client_debounce_ms / 1e3
             if pause <= debounce:
                 await asyncio.sleep(pause)  # the next keystroke comes before the editor asks
@@ -177,14 +226,19 @@ async def _editor(
             await asyncio.sleep(debounce)
             requests += 1
             # Editors keep one request per document in flight; the server supersedes it.
-            pending = asyncio.create_task(ask(keystroke_at, len(lines) - 1, len(lines[-1])))
+            last_ask = (len(lines) - 1, len(lines[-1]))
+            pending = asyncio.create_task(ask(keystroke_at, *last_ask))
             await asyncio.sleep(pause - debounce)
         if pending is not None:
             # The last request may still be generating on a loaded machine; not worth failing.
             await asyncio.wait({pending}, timeout=60)
             pending.cancel()
+        if refreshes:
+            await asyncio.wait(refreshes, timeout=10)
         stats = await client.execute_command("quill.stats")
     finally:
+        for task in refreshes:
+            task.cancel()
         await client.stop()
     return {
         "latencies": latencies,
@@ -197,6 +251,10 @@ async def _editor(
         "used_tokens": stats.get("usedTokens", 0),
         "early_first_lines": stats.get("earlyFirstLines", 0),
         "reused": stats.get("reusedInFlight", 0),
+        "refreshes_sent": stats.get("refreshesSent", 0),
+        "cancelled_on_change": stats.get("cancelledOnChange", 0),
+        "held_back": stats.get("heldBack", 0),
+        "refreshed": refreshed,
         "streamed_blocks": stats.get("streamedBlocks", []),
         "completions": stats.get("completions", []),
     }
@@ -313,6 +371,7 @@ def _figures(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
         if latencies
         else 0.0,
         "cancelled_share": _share(total("superseded"), requests),
+        "cancelled_at_keystroke": total("cancelled_on_change"),
         "wasted_token_share": _share(max(0.0, generated - used), generated),
         "cancelled_token_share": _share(total("cancelled"), generated),
         "generated_tokens": generated,
@@ -321,12 +380,16 @@ def _figures(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
         "type_ahead_hits": total("type_ahead_hits"),
         "answered_from_stream_in_flight": total("reused"),
         "early_first_lines": total("early_first_lines"),
+        "refreshes_sent": total("refreshes_sent"),
+        "answers_to_refreshes": total("refreshed"),
         "multi_line_share": _share(multi, suggestions),
         "single_line_share": _share(suggestions - multi, suggestions),
         "wall_s": round(total("wall"), 1),
         "seed": args.seed,
         "think_share": args.think_share,
         "think_pause_s": args.think_pause,
+        "jitter": args.jitter,
+        "held_back": total("held_back"),
     }
     figures["prompt_tokens"] = total("prompt")
     figures["where_tokens_went"] = _breakdown(total("completions"))

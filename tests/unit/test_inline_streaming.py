@@ -5,10 +5,13 @@ accepts or types that line) is answered from the same generation."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest_lsp
+from lsprotocol.types import ClientCapabilities
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from lsp_server.server import INLINE_COMPLETION_REFRESH, INLINE_COMPLETION_REFRESH_CAPABILITY
 from tests.conftest import ROOT, in_process_serving, lsp_command
 from tests.fakes import ScriptedEngine
 from tests.lsp_helpers import complete, edit, execute, initialize, open_document
@@ -84,6 +87,60 @@ async def test_typing_the_first_line_is_answered_from_the_running_stream(
     assert stats["reusedInFlight"] == 1 and stats["superseded"] == 0
 
 
+def _refreshes(client: LanguageClient) -> list[str]:
+    """The uris of the refresh notifications the client gets, as they come."""
+    refreshed: list[str] = []
+
+    @client.feature(INLINE_COMPLETION_REFRESH)
+    def on_refresh(params: Any) -> None:
+        refreshed.append(params.textDocument.uri)
+
+    return refreshed
+
+
+async def test_a_client_that_takes_refreshes_is_shown_each_line_as_it_comes(
+    client: LanguageClient,
+) -> None:
+    refreshed = _refreshes(client)
+    engine = ScriptedEngine(chunks=BLOCK, step_delay_s=0.15)
+    async with in_process_serving(engine) as address:
+        capabilities = ClientCapabilities(experimental={INLINE_COMPLETION_REFRESH_CAPABILITY: True})
+        await initialize(client, capabilities, servingAddress=address)
+        open_document(client, URI, DOCUMENT)
+        first = (await complete(client, URI, 0, 9)).items
+        assert [item.insert_text for item in first] == [FIRST_LINE]
+        await _until(lambda: len(refreshed) >= 1)
+        # Asked again at the same place, as the refresh says: more of the same generation.
+        grown = (await complete(client, URI, 0, 9)).items
+        assert not engine.finished  # lines went out while the block was still generating
+        await _until(lambda: engine.finished or engine.aborted)
+        await _until(lambda: len(refreshed) >= 2)
+        whole = (await complete(client, URI, 0, 9)).items
+        stats = await execute(client, "quill.stats")
+    assert set(refreshed) == {URI}
+    text = grown[0].insert_text
+    assert text.startswith(FIRST_LINE + "\n") and WHOLE.startswith(text), text
+    assert [item.insert_text for item in whole] == [WHOLE]
+    assert {item.command.arguments[0] for item in (*first, *grown, *whole)} == {
+        first[0].command.arguments[0]
+    }
+    assert len(engine.requests) == 1  # no second model call
+    assert stats["usedTokens"] == engine.steps_generated  # every token reached the screen
+    assert stats["refreshesSent"] == len(refreshed)
+
+
+async def test_a_client_without_the_capability_gets_no_refresh(client: LanguageClient) -> None:
+    refreshed = _refreshes(client)
+    engine = ScriptedEngine(chunks=BLOCK, step_delay_s=0.02)
+    async with in_process_serving(engine) as address:
+        await initialize(client, servingAddress=address)
+        open_document(client, URI, DOCUMENT)
+        await complete(client, URI, 0, 9)
+        await _until(lambda: engine.finished or engine.aborted)
+        stats = await execute(client, "quill.stats")
+    assert refreshed == [] and stats["refreshesSent"] == 0
+
+
 async def test_typing_something_else_stops_the_stream(client: LanguageClient) -> None:
     engine = ScriptedEngine(chunks=BLOCK, step_delay_s=0.15)
     async with in_process_serving(engine) as address:
@@ -95,6 +152,38 @@ async def test_typing_something_else_stops_the_stream(client: LanguageClient) ->
         stats = await execute(client, "quill.stats")
     assert engine.aborted[0] == engine.requests[0].request_id  # the stale block was stopped
     assert len(engine.requests) == 2 and stats["superseded"] == 1
+
+
+async def test_a_keystroke_that_contradicts_the_block_stops_it_before_the_next_request(
+    client: LanguageClient,
+) -> None:
+    engine = ScriptedEngine(chunks=BLOCK, step_delay_s=0.15)
+    async with in_process_serving(engine) as address:
+        await initialize(client, servingAddress=address)
+        open_document(client, URI, DOCUMENT)
+        await complete(client, URI, 0, 9)  # the first line is on screen; the block goes on
+        edit(client, URI, 2, (0, 9), (0, 9), "\n    if n <")  # agrees with it: it goes on
+        edit(client, URI, 3, (1, 8), (1, 8), "=")  # `if n <=`: no longer what it says
+        await _until(lambda: bool(engine.aborted))
+        stats = await execute(client, "quill.stats")
+    # Stopped by the keystroke itself: no inline completion request came after the edits.
+    assert engine.aborted == [engine.requests[0].request_id] and len(engine.requests) == 1
+    assert not engine.finished
+    assert stats["cancelledOnChange"] == 1 and stats["superseded"] == 1
+
+
+async def test_a_keystroke_during_a_blocks_wait_drops_it_unasked(client: LanguageClient) -> None:
+    engine = ScriptedEngine(chunks=BLOCK)
+    async with in_process_serving(engine) as address:
+        await initialize(client, servingAddress=address, multiLineDelayMs=500)
+        open_document(client, URI, DOCUMENT)
+        block = asyncio.ensure_future(complete(client, URI, 0, 9))  # waits for a pause
+        await asyncio.sleep(0.1)
+        edit(client, URI, 2, (0, 9), (0, 9), "\n")  # the user types on
+        assert (await block).items == ()
+        await asyncio.sleep(0.6)  # past the wait: it must not ask now
+        stats = await execute(client, "quill.stats")
+    assert engine.requests == [] and stats["cancelledOnChange"] == 1
 
 
 async def test_without_streaming_the_whole_block_is_awaited(client: LanguageClient) -> None:

@@ -290,8 +290,10 @@ async def test_acceptance_and_typing_reach_serving_metrics(client: LanguageClien
             )
         )
         first = (await _complete(client, 0, 8, uri=uri)).items[0]
-        # A second request in the same document supersedes the first (rejected).
-        second = (await _complete(client, 0, 8, uri=uri)).items[0]
+        # The user types something else; the next request's suggestion supersedes the first
+        # (rejected). (Asked again at the same place, the first would come back, unchanged.)
+        edit(client, uri, 2, (0, 8), (0, 8), "y")
+        second = (await _complete(client, 0, 9, uri=uri)).items[0]
         # Copilot-style partial accept, then the full accept command.
         client.protocol.notify(
             "textDocument/didPartiallyAcceptCompletion",
@@ -301,10 +303,10 @@ async def test_acceptance_and_typing_reach_serving_metrics(client: LanguageClien
              "acceptedLength": 2},
         )  # fmt: skip
         await execute(client, second.command.command, *second.command.arguments)
-        edit(client, uri, 2, (0, 8), (0, 8), ";")
+        edit(client, uri, 3, (0, 9), (0, 9), ";")
         for _ in range(40):  # events are batched every 2 s
             await asyncio.sleep(0.25)
-            if value("quill_chars_typed_total", language="rust") > typed_before:
+            if value("quill_chars_typed_total", language="rust") >= typed_before + 2:
                 break
     assert first.command.arguments[0] != second.command.arguments[0]
 
@@ -316,7 +318,7 @@ async def test_acceptance_and_typing_reach_serving_metrics(client: LanguageClien
     assert delta("quill_suggestions_partially_accepted_total") == 1
     assert delta("quill_suggestions_accepted_total") == 1
     assert delta("quill_suggestion_chars_accepted_total") == len("a + b")
-    assert value("quill_chars_typed_total", language="rust") == typed_before + 1
+    assert value("quill_chars_typed_total", language="rust") == typed_before + 2
 
 
 async def test_a_slow_request_times_out_without_declaring_an_outage(client: LanguageClient) -> None:

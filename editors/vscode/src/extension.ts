@@ -17,10 +17,13 @@ import {
   classifyServerMessage,
   Debouncer,
   formatStats,
+  INLINE_COMPLETION_REFRESH,
+  INLINE_COMPLETION_REFRESH_CAPABILITY,
   initializationOptions,
   isLanguageEnabled,
   parseSettings,
   QuillSettings,
+  refreshesActiveEditor,
   RESTART_KEYS,
   RestartPolicy,
   selectorLanguages,
@@ -308,6 +311,23 @@ async function startClient(): Promise<void> {
         break;
       default:
         void vscode.window.showInformationMessage(params.message);
+    }
+  });
+  // A streamed block on screen grew: ask again, so the editor shows its new lines.
+  created.registerFeature({
+    fillClientCapabilities: (capabilities) => {
+      capabilities.experimental = {
+        ...(capabilities.experimental as object | undefined),
+        [INLINE_COMPLETION_REFRESH_CAPABILITY]: true,
+      };
+    },
+    initialize: () => undefined,
+    getState: () => ({ kind: 'static' }),
+    clear: () => undefined,
+  });
+  created.onNotification(INLINE_COMPLETION_REFRESH, (params: unknown) => {
+    if (refreshesActiveEditor(params, vscode.window.activeTextEditor?.document.uri.toString())) {
+      void vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
     }
   });
   client = created;

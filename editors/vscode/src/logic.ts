@@ -399,3 +399,20 @@ export function formatStats(stats: Record<string, unknown>): string {
   const serving = stats.servingAvailable === true ? 'reachable' : 'unreachable';
   return `Quill: ${shown} shown, ${accepted} accepted${rate}, ${chars} characters accepted; serving ${serving}.`;
 }
+
+/**
+ * The server's notification that the suggestion shown for a document grew (a streamed block's
+ * next lines); LSP has no inline-completion refresh, so the client opts in with this
+ * experimental capability.
+ */
+export const INLINE_COMPLETION_REFRESH = 'quill/inlineCompletionRefresh';
+export const INLINE_COMPLETION_REFRESH_CAPABILITY = 'inlineCompletionRefreshSupport';
+
+/** Whether a refresh (its params as received) is for the document in the active editor. */
+export function refreshesActiveEditor(params: unknown, activeUri: string | undefined): boolean {
+  if (activeUri === undefined || typeof params !== 'object' || params === null) {
+    return false;
+  }
+  const document = (params as { textDocument?: { uri?: unknown } }).textDocument;
+  return typeof document?.uri === 'string' && document.uri === activeUri;
+}

@@ -9,6 +9,7 @@ import {
   initializationOptions,
   isLanguageEnabled,
   parseSettings,
+  refreshesActiveEditor,
   RestartPolicy,
   selectorLanguages,
   StatusModel,
@@ -248,5 +249,19 @@ describe('formatStats', () => {
       'Quill: 4 shown, 1 accepted (25%), 12 characters accepted; serving reachable.',
     );
     assert.match(formatStats({}), /0 shown, 0 accepted, 0 characters accepted; serving unreachable/);
+  });
+});
+
+describe('refreshesActiveEditor', () => {
+  const uri = 'file:///w/a.py';
+  it('is true only for the active editor\'s document', () => {
+    assert.equal(refreshesActiveEditor({ textDocument: { uri } }, uri), true);
+    assert.equal(refreshesActiveEditor({ textDocument: { uri: 'file:///w/b.py' } }, uri), false);
+    assert.equal(refreshesActiveEditor({ textDocument: { uri } }, undefined), false);
+  });
+  it('ignores malformed params', () => {
+    for (const params of [null, undefined, 'x', {}, { textDocument: {} }, { textDocument: { uri: 3 } }]) {
+      assert.equal(refreshesActiveEditor(params, uri), false);
+    }
   });
 });

@@ -2,7 +2,7 @@
 --
 -- Parameters come as JSON in $QUILL_NVIM_PARAMS:
 --   plugin_dir  editors/nvim (added to 'runtimepath')
---   scenario    "complete" | "broken" | "old"
+--   scenario    "complete" | "block" | "broken" | "old"
 --   setup       the table passed to require("quill").setup
 --   files       files to open, in order
 --   out         where the observations are written as JSON
@@ -207,6 +207,28 @@ function scenarios.complete()
     return text:find("serving is") or text:find("did not answer") or text:find("no quill client")
   end, 20000, 50)
   obs.health = vim.api.nvim_buf_get_lines(health_buf, 0, -1, false)
+end
+
+--- A streamed block: the ghost text first shows one line, then grows to the whole block with no
+--- key pressed (the server's refresh makes the plugin ask again).
+function scenarios.block()
+  require("quill").setup(params.setup)
+  vim.cmd.edit(vim.fn.fnameescape(params.files[1]))
+  local bufnr = vim.api.nvim_get_current_buf()
+  wait_for("the quill client to attach", function()
+    return quill_client(bufnr)
+  end, 30000, 50)
+  vim.api.nvim_win_set_cursor(0, { 1, 0 })
+  feed("A")
+  obs.first_ghost = wait_for("ghost text", function()
+    return ghost(bufnr)
+  end, 30000, 10)
+  obs.grown_ghost = wait_for("the ghost text to grow", function()
+    local g = ghost(bufnr)
+    return g and #g.lines > #obs.first_ghost.lines and g
+  end, 30000, 10)
+  obs.lines = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+  obs.stats = stats()
 end
 
 --- A server command that is missing or dies: open every file, type in each, then count.

@@ -112,6 +112,26 @@ local function init_options(config)
   return options
 end
 
+--- The server's `quill/inlineCompletionRefresh`: the suggestion shown in a buffer grew (a
+--- streamed block's next lines). Neovim's inline completion has no public "ask again", so this
+--- fires the CursorMovedI of that buffer's own inline-completion autocmd group, which asks again
+--- after its usual debounce; only in insert mode, in the current buffer.
+M.REFRESH = "quill/inlineCompletionRefresh"
+function M.on_refresh(_, params)
+  local uri = params and params.textDocument and params.textDocument.uri
+  if type(uri) ~= "string" then
+    return
+  end
+  local bufnr = vim.uri_to_bufnr(uri)
+  if bufnr ~= vim.api.nvim_get_current_buf() or not vim.api.nvim_get_mode().mode:match("^i") then
+    return
+  end
+  pcall(vim.api.nvim_exec_autocmds, "CursorMovedI", {
+    group = string.format("nvim.lsp.inline_completion:%d", bufnr),
+    buffer = bufnr,
+  })
+end
+
 --- The quill clients, those attached to {bufnr} when given.
 function M.clients(bufnr)
   local ok, clients = pcall(vim.lsp.get_clients, { name = M.name, bufnr = bufnr })
@@ -346,6 +366,9 @@ function M.setup(opts)
     root_markers = config.root_markers,
     init_options = init_options(config),
     on_exit = on_exit,
+    -- Declares that this client takes M.REFRESH (LSP has no inline-completion refresh).
+    capabilities = { experimental = { inlineCompletionRefreshSupport = true } },
+    handlers = { [M.REFRESH] = M.on_refresh },
   })
 
   local group = vim.api.nvim_create_augroup("quill", { clear = true })

@@ -1,0 +1,118 @@
+"""When to ask serving while the user types: only when the answer is likely on screen before
+the user's next keystroke.
+
+A suggestion that arrives after the user typed on is thrown away with every token behind it.
+How long that takes depends on the hardware (tens of milliseconds on a GPU, a second or more on
+a loaded CPU) and on the person (a pause at a line end is longer than one between words). So
+each language server learns both as it goes:
+
+- `PauseHistory`: after a keystroke that an automatic request followed, how long until the next
+  keystroke (the pause the answer had), per kind of place: a fresh line or the middle of one.
+- `AnswerTimes`: how long serving took to give something to show, per mode (a single line; a
+  block's first line), from the moment it was asked. The figure used is the upper quartile,
+  not the median: answers that would have been slow are the ones cancelled before they came,
+  so the recorded times run short.
+
+An automatic request then waits until the chance that the pause, as long as it has already
+lasted, goes on long enough for the answer is at least `min_chance`; where the user's history
+has no such pause it waits until the pause is longer than any in the history (the user is
+stopping for longer than usual: worth asking then). A block on screen goes on to its next line
+by the same rule, at the pace of its lines so far; otherwise it stops at the end of the line it
+finished (those lines are the suggestion) instead of being cut mid-line by the next keystroke.
+Until there is enough history, requests go out as before. Invoked requests (the user asked) are
+never held back.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections import deque
+from collections.abc import Iterable
+
+# Kinds of place a request is made at (pauses differ: people stop longer at line ends).
+FRESH_LINE = "fresh_line"
+MID_LINE = "mid_line"
+
+
+class _RecentTimes:
+    """The last `window` durations per key (seconds)."""
+
+    def __init__(self, window: int, min_samples: int) -> None:
+        self._window = window
+        self._min_samples = min_samples
+        self._by_key: dict[object, deque[float]] = {}
+
+    def record(self, key: object, seconds: float) -> None:
+        self._by_key.setdefault(key, deque(maxlen=self._window)).append(seconds)
+
+    def _enough(self, key: object) -> deque[float] | None:
+        times = self._by_key.get(key)
+        return times if times is not None and len(times) >= self._min_samples else None
+
+
+class PauseHistory(_RecentTimes):
+    """The user's recent pauses (seconds from a keystroke to the next), per kind of place."""
+
+    def __init__(self, window: int = 64, min_samples: int = 6) -> None:
+        super().__init__(window, min_samples)
+
+    def samples(self, kind: str) -> list[float] | None:
+        """This kind's pauses; all kinds' while it has too few; None while all have too few."""
+        own = self._enough(kind)
+        if own is not None:
+            return list(own)
+        every = [s for pauses in self._by_key.values() for s in pauses]
+        return every if len(every) >= self._min_samples else None
+
+
+class AnswerTimes(_RecentTimes):
+    """Recent seconds from asking serving to something to show, per mode (multi-line or not)."""
+
+    def __init__(self, window: int = 16, min_samples: int = 2) -> None:
+        super().__init__(window, min_samples)
+
+    def typical(self, multi_line: bool) -> float | None:
+        """The upper quartile of this mode's times; a block's first line is a line, so until
+        blocks have enough, single lines' stand in. None while neither has enough."""
+        for mode in (multi_line, False):
+            times = self._enough(mode)
+            if times is not None:
+                return statistics.quantiles(times, n=4, method="inclusive")[2]
+        return None
+
+
+def _lasting(ordered: list[float], t: float) -> int:
+    """How many of the sorted pauses `ordered` are longer than t."""
+    return len(ordered) - bisect.bisect_right(ordered, t)
+
+
+def wait_before_asking(
+    pauses: Iterable[float], elapsed: float, need: float, min_chance: float
+) -> float:
+    """Seconds to wait before asking, `elapsed` seconds into a pause, for an answer that takes
+    `need` seconds to show.
+
+    Asks at the first moment t (now, or when a longer past pause would have ended) at which
+    P(pause > t + need | pause > t) >= min_chance; failing that, once the pause is longer than
+    all of `pauses`.
+    """
+    ordered = sorted(pauses)
+    if not ordered:
+        return 0.0
+    for moment in [elapsed, *(p for p in ordered if p > elapsed)]:
+        still = _lasting(ordered, moment)
+        if still == 0:
+            break
+        if _lasting(ordered, moment + need) / still >= min_chance:
+            return moment - elapsed
+    return max(0.0, ordered[-1] - elapsed)
+
+
+def worth_going_on(pauses: Iterable[float], elapsed: float, need: float, min_chance: float) -> bool:
+    """Whether a block on screen should generate its next line, `need` seconds away, `elapsed`
+    seconds into the pause: the same chance as for asking, decided now (a pause longer than
+    every one in the history goes on)."""
+    ordered = sorted(pauses)
+    still = _lasting(ordered, elapsed)
+    return still == 0 or _lasting(ordered, elapsed + need) / still >= min_chance
