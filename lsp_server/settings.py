@@ -45,7 +45,9 @@ class Settings:
     # Learn how long this user pauses and how long serving takes to answer, and send an
     # automatic request only when its answer is likely on screen before the next keystroke
     # (lsp_server/timing.py); until enough is learnt, debounceMs and multiLineDelayMs apply.
-    adaptive_timing: bool = True
+    # Off by default: on 2 CPU cores it halved engine work but cost a third of the
+    # suggestions, with no clear change in the share of tokens wasted (docs/benchmarks.md).
+    adaptive_timing: bool = False
     # The chance, from that history, that the answer arrives in time, at or above which the
     # request goes out.
     min_chance_in_time: float = 0.5

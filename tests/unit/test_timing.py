@@ -148,7 +148,9 @@ async def test_a_block_stops_at_a_line_end_when_the_next_line_would_come_too_lat
         capabilities = types.ClientCapabilities(
             experimental={INLINE_COMPLETION_REFRESH_CAPABILITY: True}
         )
-        await initialize(client, capabilities, servingAddress=address, multiLineDelayMs=0)
+        await initialize(
+            client, capabilities, servingAddress=address, multiLineDelayMs=0, adaptiveTiming=True
+        )
         # This user types on 50 ms after every request (mid-line, where `def f(n):` ends too).
         text = LINE
         open_document(client, URI, text)
