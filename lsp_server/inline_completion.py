@@ -284,10 +284,7 @@ def _start(
                 seconds=time.perf_counter() - started,
             )
         )
-        if completion is not None:
-            text = completion.text
-        else:
-            text = flight.text.rstrip() if flight.stopped else ""
+        text = flight.final_text()
         if flight.shown and text:
             # The whole block, after its first line went out early: type-ahead answers from it.
             ls.typeahead.extend(uri, flight.suggestion_id, flight.offset, text, flight.tokens)
@@ -362,13 +359,12 @@ class InFlight:
     def typed_in(self, source: str) -> str | None:
         """What was typed at this call's cursor to make the document `source`; None if it
         changed any other way."""
-        grown = len(source) - self.document_length
-        start = self.offset - len(self.anchor)
-        if grown < 0 or start < 0 or source[start : self.offset] != self.anchor:
+        cursor = self.offset + len(source) - self.document_length
+        before = source[max(0, self.offset - len(self.anchor)) : max(cursor, self.offset)]
+        typed = typed_since(self.offset, self.anchor, cursor, before)
+        if typed is None or not source.startswith(self.suffix_head, cursor):
             return None
-        if not source.startswith(self.suffix_head, self.offset + grown):
-            return None
-        return source[self.offset : self.offset + grown]
+        return typed
 
     def agrees_with(self, typed: str) -> bool:
         """Whether what this call wrote so far can still be what the user is typing."""
@@ -399,6 +395,14 @@ class InFlight:
         self.changed.set()
         if self.shown and self.on_grow is not None and delta.text.strip():
             self.on_grow()
+
+    def final_text(self) -> str:
+        """The finished call's suggestion: its completion, or its lines so far when it was
+        stopped at a line's end; "" if it failed, was cancelled or is running."""
+        completion = self.result()
+        if completion is not None:
+            return completion.text
+        return self.text.rstrip() if self.stopped else ""
 
     def result(self) -> Completion | None:
         """The finished call's completion; None if it failed, was cancelled or is running."""
@@ -433,11 +437,7 @@ class InFlight:
         while True:
             self.changed.clear()
             if self.call.done():
-                completion = self.result()
-                if completion is not None:
-                    final = completion.text
-                else:  # failed, cancelled, or stopped at a line's end (its lines stand)
-                    final = self.text.rstrip() if self.stopped else ""
+                final = self.final_text()
                 if not final.startswith(typed):
                     return None
                 rest = final[len(typed) :]

@@ -6,7 +6,8 @@ import logging
 
 from lsprotocol import types
 
-from lsp_server.server import INLINE_COMPLETION_REFRESH_CAPABILITY, QuillLanguageServer
+from lsp_server.extensions import INLINE_COMPLETION_REFRESH_CAPABILITY
+from lsp_server.server import QuillLanguageServer
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from pygls.exceptions import JsonRpcServerNotInitialized
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
+from lsp_server.extensions import INLINE_COMPLETION_REFRESH
 from lsp_server.serving_client import ServingClient
 from lsp_server.settings import Settings, parse_settings
 from lsp_server.telemetry import Telemetry
@@ -27,13 +28,6 @@ logger = logging.getLogger(__name__)
 
 SERVER_NAME = "quill"
 SERVER_VERSION = "0.1.0"
-
-# Server-to-client notification ({textDocument: {uri}}): a suggestion being shown for that
-# document has grown (a streamed block's next lines); ask for the inline completion again at the
-# same place. LSP has no inline-completion refresh, so a client opts in with the experimental
-# client capability below.
-INLINE_COMPLETION_REFRESH = "quill/inlineCompletionRefresh"
-INLINE_COMPLETION_REFRESH_CAPABILITY = "inlineCompletionRefreshSupport"
 
 # Requests a client may send before `initialize` completes (LSP: everything else gets -32002).
 _ALLOWED_BEFORE_INITIALIZE = {types.INITIALIZE, types.SHUTDOWN, types.EXIT}

@@ -16,7 +16,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from lsp_server.server import INLINE_COMPLETION_REFRESH, INLINE_COMPLETION_REFRESH_CAPABILITY
+from lsp_server.extensions import INLINE_COMPLETION_REFRESH, INLINE_COMPLETION_REFRESH_CAPABILITY
 
 logger = logging.getLogger(__name__)
 

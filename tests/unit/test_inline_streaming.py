@@ -11,7 +11,7 @@ import pytest_lsp
 from lsprotocol.types import ClientCapabilities
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from lsp_server.server import INLINE_COMPLETION_REFRESH, INLINE_COMPLETION_REFRESH_CAPABILITY
+from lsp_server.extensions import INLINE_COMPLETION_REFRESH, INLINE_COMPLETION_REFRESH_CAPABILITY
 from tests.conftest import ROOT, in_process_serving, lsp_command
 from tests.fakes import ScriptedEngine
 from tests.lsp_helpers import complete, edit, execute, initialize, open_document

@@ -9,7 +9,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from lsp_server.server import INLINE_COMPLETION_REFRESH_CAPABILITY
+from lsp_server.extensions import INLINE_COMPLETION_REFRESH_CAPABILITY
 from lsp_server.timing import AnswerTimes, PauseHistory, wait_before_asking
 from tests.conftest import ROOT, in_process_serving, lsp_command
 from tests.fakes import ScriptedEngine
