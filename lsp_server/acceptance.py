@@ -96,6 +96,7 @@ def register(server: QuillLanguageServer) -> None:
                     "shownTokens": ls.token_usage.of(record.suggestion_id),
                     "outcome": record.outcome,
                     "seconds": round(record.seconds, 3),
+                    "place": record.place,
                 }
                 for record in ls.completion_log
             ],

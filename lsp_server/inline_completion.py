@@ -23,7 +23,7 @@ from lsp_server.documents import (
 )
 from lsp_server.server import QuillLanguageServer
 from lsp_server.serving_client import Completion
-from lsp_server.timing import FRESH_LINE, MID_LINE, wait_before_asking, worth_going_on
+from lsp_server.timing import FRESH_LINE, place_kind, wait_before_asking, worth_going_on
 from lsp_server.trigger import choose_mode
 from lsp_server.typeahead import ANCHOR_CHARS, typed_since
 from quill.v1 import quill_pb2 as pb
@@ -82,7 +82,7 @@ def register(server: QuillLanguageServer) -> None:
             params.context is not None
             and params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
         )
-        kind = MID_LINE if context.line_before.strip() else FRESH_LINE
+        kind = place_kind(context.line_before)
         if automatic:
             # The pause after this keystroke is measured when the next one comes.
             ls.open_pause[uri] = (kind, ls.keystroke_at.get(uri, time.monotonic()))
@@ -280,8 +280,9 @@ def _start(
                 suggestion_id=flight.suggestion_id,
                 multi_line=not flight.single_line,
                 tokens=flight.tokens,
-                outcome="stopped" if flight.stopped else _outcome(call, completion),
+                outcome=_outcome(flight, completion),
                 seconds=time.perf_counter() - started,
+                place=flight.kind,
             )
         )
         text = flight.final_text()
@@ -466,13 +467,19 @@ class CompletionRecord:
     suggestion_id: str
     multi_line: bool
     tokens: int  # engine tokens seen (cancelled multi-line: up to its last whole line)
-    outcome: str  # ok, empty, cancelled, error
+    # ok, empty, stopped (a block ended at a line end), cancelled, dropped (cancelled before
+    # serving was asked: no tokens), error
+    outcome: str
     seconds: float
+    place: str  # lsp_server.timing's kind of place
 
 
-def _outcome(call: asyncio.Future[Completion | None], completion: Completion | None) -> str:
+def _outcome(flight: InFlight, completion: Completion | None) -> str:
+    call = flight.call
+    if flight.stopped:
+        return "stopped"
     if call.cancelled():
-        return "cancelled"
+        return "cancelled" if flight.asked else "dropped"
     if call.exception() is not None:
         return "error"
     return "ok" if completion is not None and completion.text else "empty"

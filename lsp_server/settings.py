@@ -125,8 +125,8 @@ def parse_settings(options: Any) -> tuple[Settings, list[str]]:
         if getattr(settings, name) <= 0:
             problems.append(f"{_camel(name)} must be positive")
             setattr(settings, name, getattr(Settings(), name))
-    if not 0.0 <= settings.min_chance_in_time <= 1.0:
-        problems.append("minChanceInTime must be between 0 and 1")
+    if not 0.0 <= settings.min_chance_in_time < 1.0:
+        problems.append("minChanceInTime must be at least 0 and below 1")
         settings.min_chance_in_time = Settings().min_chance_in_time
     if settings.repair_max_lines < 1:
         problems.append("repairMaxLines must be at least 1")

@@ -171,8 +171,11 @@ class Telemetry:
                 self._task = None
 
     async def _flush_later(self) -> None:
+        # Until delivered: a batch serving did not take is tried again here (this task is the
+        # flusher, so flush() cannot start another one).
         await asyncio.sleep(self._flush_interval_s)
-        await self.flush()
+        while not await self.flush():
+            await asyncio.sleep(self._flush_interval_s)
 
     async def flush(self) -> bool:
         if not self._queue and not self._typed and not self.undelivered:

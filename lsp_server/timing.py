@@ -14,9 +14,12 @@ each language server learns both as it goes:
   so the recorded times run short.
 
 An automatic request then waits until the chance that the pause, as long as it has already
-lasted, goes on long enough for the answer is at least `min_chance`; where the user's history
-has no such pause it waits until the pause is longer than any in the history (the user is
-stopping for longer than usual: worth asking then). A block on screen goes on to its next line
+lasted, goes on long enough for the answer is at least `min_chance`. Where the history holds
+too few pauses that long to count, the chance comes from the shape human pauses have past
+their usual length, a heavy tail: a pause that has lasted t goes on past t + need with chance
+t / (t + need). (The rule it replaces asked as soon as a pause outlasted every one in the
+history; the user mostly typed on right after, and the answer was lost.) A block on screen
+goes on to its next line
 by the same rule, at the pace of its lines so far; otherwise it stops at the end of the line it
 finished (those lines are the suggestion) instead of being cut mid-line by the next keystroke.
 Until there is enough history, requests go out as before. Invoked requests (the user asked) are
@@ -30,9 +33,24 @@ import statistics
 from collections import deque
 from collections.abc import Iterable
 
-# Kinds of place a request is made at (pauses differ: people stop longer at line ends).
+# Kinds of place a request is made at. Pauses differ: people stop longest at line ends, and
+# longer after a word than inside one.
 FRESH_LINE = "fresh_line"
-MID_LINE = "mid_line"
+AFTER_WORD = "after_word"
+IN_WORD = "in_word"
+
+# Fewer pauses than this as long as the current one: too few to count; the heavy tail decides.
+_MIN_TAIL_SAMPLES = 3
+# The tail's chance reaches 1 only after forever.
+_HIGHEST_CHANCE = 0.99
+
+
+def place_kind(line_before: str) -> str:
+    """The kind of place a cursor with `line_before` to its left is at."""
+    if not line_before.strip():
+        return FRESH_LINE
+    last = line_before[-1]
+    return IN_WORD if last.isalnum() or last == "_" else AFTER_WORD
 
 
 class _RecentTimes:
@@ -87,32 +105,37 @@ def _lasting(ordered: list[float], t: float) -> int:
     return len(ordered) - bisect.bisect_right(ordered, t)
 
 
+def chance_in_time(ordered: list[float], t: float, need: float) -> float:
+    """P(pause > t + need | pause > t), from the sorted pauses `ordered` while at least
+    `_MIN_TAIL_SAMPLES` of them are longer than t, else from the heavy tail."""
+    still = _lasting(ordered, t)
+    if still >= _MIN_TAIL_SAMPLES:
+        return _lasting(ordered, t + need) / still
+    return t / (t + need) if t + need > 0 else 1.0
+
+
 def wait_before_asking(
     pauses: Iterable[float], elapsed: float, need: float, min_chance: float
 ) -> float:
     """Seconds to wait before asking, `elapsed` seconds into a pause, for an answer that takes
-    `need` seconds to show.
-
-    Asks at the first moment t (now, or when a longer past pause would have ended) at which
-    P(pause > t + need | pause > t) >= min_chance; failing that, once the pause is longer than
-    all of `pauses`.
-    """
+    `need` seconds to show: until the first moment t (now, when a past pause would have ended,
+    or where the tail's chance t / (t + need) reaches it) at which `chance_in_time` is at
+    least `min_chance`."""
     ordered = sorted(pauses)
     if not ordered:
         return 0.0
-    for moment in [elapsed, *(p for p in ordered if p > elapsed)]:
-        still = _lasting(ordered, moment)
-        if still == 0:
-            break
-        if _lasting(ordered, moment + need) / still >= min_chance:
+    chance = min(min_chance, _HIGHEST_CHANCE)
+    # The tail starts where fewer than _MIN_TAIL_SAMPLES pauses are longer.
+    tail_starts = ordered[-_MIN_TAIL_SAMPLES] if len(ordered) >= _MIN_TAIL_SAMPLES else 0.0
+    in_tail = max(tail_starts, need * chance / (1.0 - chance))
+    moments = sorted({elapsed, *(p for p in ordered if p > elapsed), max(elapsed, in_tail)})
+    for moment in moments:
+        if chance_in_time(ordered, moment, need) >= chance:
             return moment - elapsed
-    return max(0.0, ordered[-1] - elapsed)
+    return max(0.0, in_tail - elapsed)  # not reached: in_tail meets the chance
 
 
 def worth_going_on(pauses: Iterable[float], elapsed: float, need: float, min_chance: float) -> bool:
     """Whether a block on screen should generate its next line, `need` seconds away, `elapsed`
-    seconds into the pause: the same chance as for asking, decided now (a pause longer than
-    every one in the history goes on)."""
-    ordered = sorted(pauses)
-    still = _lasting(ordered, elapsed)
-    return still == 0 or _lasting(ordered, elapsed + need) / still >= min_chance
+    seconds into the pause: the same chance as for asking, decided now."""
+    return chance_in_time(sorted(pauses), elapsed, need) >= min_chance

@@ -59,7 +59,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="/metrics host:port; empty disables (default %(default)s)",
     )
     p.add_argument(
-        "--dtype", default=None, help="vLLM dtype; default float32 for the bundled model, else auto"
+        "--dtype",
+        default="auto",
+        help="vLLM dtype; auto: the model's on GPUs, bfloat16 on CPUs that compute it natively, "
+        "else float32",
     )
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--gpu-memory-utilization", type=float, default=None)
@@ -67,7 +70,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--kv-cache-gib", type=float, default=None, help="fixed KV cache size (CPU default 2)"
     )
     p.add_argument("--max-model-len", type=int, default=None)
-    p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--enforce-eager",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="skip torch.compile (and CUDA graphs): starts in seconds instead of about a minute, "
+        "generates slower (default: vLLM's, compiled)",
+    )
     p.add_argument(
         "--engine-worker-process",
         action="store_true",
@@ -136,7 +145,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     engine = EngineConfig(
         model=model,
         served_model_name=args.served_model_name or (DEFAULT_MODEL if bundled else None),
-        dtype=args.dtype or ("float32" if bundled else "auto"),
+        dtype=args.dtype,
         tensor_parallel_size=args.tensor_parallel_size,
         gpu_memory_utilization=args.gpu_memory_utilization,
         kv_cache_gib=args.kv_cache_gib,
@@ -298,9 +307,10 @@ def _cmd_model(args: argparse.Namespace) -> int:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks; each writes its figures to --json too")
     bench = p.add_subparsers(dest="bench", required=True)
-    from quill.bench import api, keystrokes, latency, quality, repair
+    from quill.bench import api, engine, keystrokes, latency, quality, repair
 
     latency.add_parser(bench)
+    engine.add_parser(bench)
     quality.add_parser(bench)
     keystrokes.add_parser(bench)
     from quill.bench import retrieval

@@ -17,14 +17,15 @@ class EngineConfig:
     model: str
     # Name reported to clients; defaults to `model`.
     served_model_name: str | None = None
-    # "auto" lets vLLM choose (bfloat16/float16 on GPUs); float32 is fastest on AVX2 CPUs.
+    # "auto": vLLM's choice on GPUs; on CPUs serving's (vllm_engine.cpu_dtype): bfloat16 where
+    # the CPU computes it natively, float32 on plain AVX2, where it is the faster.
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     # Share of accelerator memory for weights and KV cache (vLLM's CPU build: of RAM).
     # None: vLLM's default (0.9).
     gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
-    # None: vLLM's default on GPUs (CUDA graphs), eager on CPU.
+    # None: vLLM's default: torch.compile (and CUDA graphs on GPUs). True starts faster.
     enforce_eager: bool | None = None
     # Fixed KV cache size in GiB (vLLM's kv_cache_memory_bytes). None: sized by
     # gpu_memory_utilization on GPUs, and 2 GiB on CPU, which fits many 8k-token sequences of

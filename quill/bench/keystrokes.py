@@ -83,6 +83,7 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=1, help="times each variant types, in turns")
     p.add_argument("--address", default=None, help="use this serving (its --metrics too)")
+    p.add_argument("--serve-arg", action="append", default=[], help="extra `quill serve` argument")
     p.add_argument("--metrics-url", default=None)
     p.add_argument(
         "--variant",
@@ -271,7 +272,7 @@ async def _run(args: argparse.Namespace) -> int:
     if address is None:
         log = envs.cache_dir() / "bench-typing-serve.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        serving = ServingProcess(log_path=log).start()
+        serving = ServingProcess(list(args.serve_arg), log_path=log).start()
         address, metrics_url = serving.address, serving.metrics_url
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
     try:
@@ -390,6 +391,7 @@ def _figures(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
         "think_pause_s": args.think_pause,
         "jitter": args.jitter,
         "held_back": total("held_back"),
+        "serve_args": args.serve_arg,
     }
     figures["prompt_tokens"] = total("prompt")
     figures["where_tokens_went"] = _breakdown(total("completions"))
@@ -422,6 +424,20 @@ def _breakdown(completions: list[dict[str, Any]]) -> dict[str, Any]:
                 "median_seconds": round(statistics.median(c["seconds"] for c in group), 2),
             }
         result[name] = by_outcome
+    # Calls serving was asked for, by the kind of place they were made at.
+    by_place: dict[str, Any] = {}
+    for call in completions:
+        if call["outcome"] == "dropped":
+            continue
+        place = by_place.setdefault(
+            call.get("place", "?"), {"calls": 0, "tokens": 0, "shown_tokens": 0, "shown_calls": 0}
+        )
+        shown = min(call["shownTokens"], call["tokens"])
+        place["calls"] += 1
+        place["tokens"] += call["tokens"]
+        place["shown_tokens"] += shown
+        place["shown_calls"] += bool(call["shownTokens"])
+    result["asked_by_place"] = by_place
     return result
 
 

@@ -58,7 +58,6 @@ async def _run(args: argparse.Namespace) -> int:
     from serving.model_store import DEFAULT_MODEL, resolve_model
 
     model = resolve_model(args.model)
-    bundled = args.model in (None, DEFAULT_MODEL)
     serve_args = ["--model", args.model] if args.model else []
     lsp_start = await _measure_lsp_start()
 
@@ -72,7 +71,7 @@ async def _run(args: argparse.Namespace) -> int:
 
         engine = await asyncio.to_thread(
             VllmEngine.start,
-            EngineConfig(model=model, dtype="float32" if bundled else "auto"),
+            EngineConfig(model=model),
         )
         client = await _start_lsp_client(serving.address, args.max_tokens)
         figures = await _measure(engine, model, serving.address, client, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -143,3 +144,23 @@ async def test_telemetry_batches_supersedes_and_retries() -> None:
     assert dict(request.typed_chars) == {"python": 1}
     assert telemetry.undelivered == 0 and await telemetry.flush()
     assert len(sent) == 1  # nothing new to send
+
+
+async def test_a_batch_serving_did_not_take_is_sent_again_without_a_new_event() -> None:
+    answers = [False, False, True]
+    sent: list[pb.ReportEventsRequest] = []
+
+    async def send(request: pb.ReportEventsRequest) -> bool:
+        ok = answers.pop(0) if answers else True
+        if ok:
+            sent.append(request)
+        return ok
+
+    telemetry = Telemetry(send, flush_interval_s=0.01)
+    telemetry.returned("s1", "file:///a.py", "return x", "python", 0.1)
+    for _ in range(200):
+        if sent:
+            break
+        await asyncio.sleep(0.01)
+    assert [e.suggestion_id for e in sent[0].events] == ["s1"]
+    assert answers == []  # two failed deliveries, then the third took it

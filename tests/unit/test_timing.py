@@ -10,7 +10,16 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from lsp_server.extensions import INLINE_COMPLETION_REFRESH_CAPABILITY
-from lsp_server.timing import AnswerTimes, PauseHistory, wait_before_asking
+from lsp_server.timing import (
+    AFTER_WORD,
+    FRESH_LINE,
+    IN_WORD,
+    AnswerTimes,
+    PauseHistory,
+    place_kind,
+    wait_before_asking,
+    worth_going_on,
+)
 from tests.conftest import ROOT, in_process_serving, lsp_command
 from tests.fakes import ScriptedEngine
 from tests.lsp_helpers import execute, initialize, open_document
@@ -20,10 +29,44 @@ def test_a_pause_long_enough_for_the_answer_asks_at_once() -> None:
     assert wait_before_asking([1.0] * 10, elapsed=0.2, need=0.5, min_chance=0.5) == 0.0
 
 
-def test_between_words_a_slow_answer_waits_until_the_pause_is_longer_than_usual() -> None:
+def test_between_words_a_slow_answer_waits_until_the_pause_is_as_long_as_the_answer() -> None:
     pauses = [0.4, 0.5, 0.45, 0.55, 0.5, 0.6, 0.5, 0.45]
     wait = wait_before_asking(pauses, elapsed=0.2, need=0.8, min_chance=0.5)
-    assert wait == pytest.approx(0.6 - 0.2)  # past every pause seen
+    # No pause seen lasts 0.8 s more; past them the heavy tail gives 1/2 at t = need.
+    assert wait == pytest.approx(0.8 - 0.2)
+    # A higher chance waits longer in the tail: t / (t + need) >= 0.8 at t = 4 * need.
+    assert wait_before_asking(pauses, 0.2, 0.8, 0.8) == pytest.approx(3.2 - 0.2)
+    assert wait_before_asking(pauses, 0.2, 0.8, 1.0) == pytest.approx(0.8 * 99 - 0.2)
+
+
+def test_the_tail_starts_where_too_few_pauses_are_left_to_count() -> None:
+    pauses = [0.1] * 10 + [0.5, 0.6, 0.7, 2.0, 2.1]
+    # Counted: at 0.1 s 2 of 5 pauses last 1.5 s more, at 0.5 s 1 of 4, at 0.6 s 0 of 3.
+    # From 0.7 s only 2 are longer: the tail, t / (t + 1.5) = 1/2 at t = 1.5 s.
+    assert wait_before_asking(pauses, elapsed=0.05, need=1.5, min_chance=0.5) == (
+        pytest.approx(1.5 - 0.05)
+    )
+    # A short answer is counted: at 0.05 s 5 of 15 pauses last 0.3 s more; at 0.1 s, all 5.
+    assert wait_before_asking(pauses, elapsed=0.05, need=0.3, min_chance=0.5) == (
+        pytest.approx(0.05)
+    )
+
+
+def test_place_kinds() -> None:
+    assert place_kind("    ") == FRESH_LINE
+    assert place_kind("    total = pri") == IN_WORD
+    assert place_kind("    total_") == IN_WORD
+    assert place_kind("    total = ") == AFTER_WORD
+    assert place_kind("    print(") == AFTER_WORD
+
+
+def test_a_block_goes_on_while_the_pause_likely_outlasts_its_next_line() -> None:
+    pauses = [1.0] * 8
+    assert worth_going_on(pauses, elapsed=0.3, need=0.5, min_chance=0.5)
+    assert not worth_going_on(pauses, elapsed=0.8, need=0.5, min_chance=0.5)
+    # Longer than every pause seen: the tail, 1.5 / (1.5 + 0.5) = 0.75.
+    assert worth_going_on(pauses, elapsed=1.5, need=0.5, min_chance=0.7)
+    assert not worth_going_on(pauses, elapsed=1.5, need=0.5, min_chance=0.8)
 
 
 def test_a_block_waits_until_only_stops_to_think_are_left() -> None:
@@ -48,14 +91,14 @@ def test_no_history_asks_at_once() -> None:
 
 def test_pause_history_needs_enough_samples_and_falls_back_to_all_kinds() -> None:
     history = PauseHistory(window=4, min_samples=3)
-    history.record("mid_line", 0.5)
-    history.record("mid_line", 0.6)
-    assert history.samples("mid_line") is None
+    history.record("in_word", 0.5)
+    history.record("in_word", 0.6)
+    assert history.samples("in_word") is None
     history.record("fresh_line", 1.0)
     assert sorted(history.samples("fresh_line") or []) == [0.5, 0.6, 1.0]  # all kinds
     for seconds in (0.7, 0.8, 0.9):
-        history.record("mid_line", seconds)
-    assert history.samples("mid_line") == [0.6, 0.7, 0.8, 0.9]  # its own, the last 4
+        history.record("in_word", seconds)
+    assert history.samples("in_word") == [0.6, 0.7, 0.8, 0.9]  # its own, the last 4
 
 
 def test_answer_times_are_the_upper_quartile_once_there_are_enough() -> None:
@@ -134,6 +177,9 @@ async def test_quick_typing_teaches_the_server_to_hold_automatic_requests_back(
         # and the keystroke that comes first drops them before they cost a token.
         assert stats["heldBack"] >= 10, stats
         assert len(engine.requests) <= 4 + 10
+        dropped = [c for c in stats["completions"] if c["outcome"] == "dropped"]
+        assert len(dropped) >= 6 and all(c["tokens"] == 0 for c in dropped), dropped
+        assert {c["place"] for c in stats["completions"]} == {"in_word"}
     else:
         assert stats["heldBack"] == 0
 
