@@ -45,8 +45,8 @@ class Settings:
     # Learn how long this user pauses and how long serving takes to answer, and send an
     # automatic request only when its answer is likely on screen before the next keystroke
     # (lsp_server/timing.py); until enough is learnt, debounceMs and multiLineDelayMs apply.
-    # Off by default: on 2 CPU cores it halved engine work but cost a third of the
-    # suggestions, with no clear change in the share of tokens wasted (docs/benchmarks.md).
+    # Off by default: on 2 CPU cores it cut the share of tokens wasted by a fifth to a third,
+    # but cost 9-27% of the suggestions (docs/benchmarks.md).
     adaptive_timing: bool = False
     # The chance, from that history, that the answer arrives in time, at or above which the
     # request goes out.
