@@ -274,13 +274,12 @@ def _start(
     def settle(call: asyncio.Future[Completion | None]) -> None:
         if ls.inflight.get(uri) is flight:
             del ls.inflight[uri]
-        completion = flight.result()
         ls.completion_log.append(
             CompletionRecord(
                 suggestion_id=flight.suggestion_id,
                 multi_line=not flight.single_line,
                 tokens=flight.tokens,
-                outcome=_outcome(flight, completion),
+                outcome=_outcome(flight),
                 seconds=time.perf_counter() - started,
                 place=flight.kind,
             )
@@ -474,7 +473,7 @@ class CompletionRecord:
     place: str  # lsp_server.timing's kind of place
 
 
-def _outcome(flight: InFlight, completion: Completion | None) -> str:
+def _outcome(flight: InFlight) -> str:
     call = flight.call
     if flight.stopped:
         return "stopped"
@@ -482,6 +481,7 @@ def _outcome(flight: InFlight, completion: Completion | None) -> str:
         return "cancelled" if flight.asked else "dropped"
     if call.exception() is not None:
         return "error"
+    completion = flight.result()
     return "ok" if completion is not None and completion.text else "empty"
 
 

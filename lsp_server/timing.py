@@ -7,7 +7,8 @@ a loaded CPU) and on the person (a pause at a line end is longer than one betwee
 each language server learns both as it goes:
 
 - `PauseHistory`: after a keystroke that an automatic request followed, how long until the next
-  keystroke (the pause the answer had), per kind of place: a fresh line or the middle of one.
+  keystroke (the pause the answer had), per kind of place: a fresh line, inside a word, after
+  a word.
 - `AnswerTimes`: how long serving took to give something to show, per mode (a single line; a
   block's first line), from the moment it was asked. The figure used is the upper quartile,
   not the median: answers that would have been slow are the ones cancelled before they came,
@@ -19,9 +20,9 @@ too few pauses that long to count, the chance comes from the shape human pauses 
 their usual length, a heavy tail: a pause that has lasted t goes on past t + need with chance
 t / (t + need). (The rule it replaces asked as soon as a pause outlasted every one in the
 history; the user mostly typed on right after, and the answer was lost.) A block on screen
-goes on to its next line
-by the same rule, at the pace of its lines so far; otherwise it stops at the end of the line it
-finished (those lines are the suggestion) instead of being cut mid-line by the next keystroke.
+goes on to its next line by the same rule, at the pace of its lines so far; otherwise it stops
+at the end of the line it finished (those lines are the suggestion) instead of being cut
+mid-line by the next keystroke.
 Until there is enough history, requests go out as before. Invoked requests (the user asked) are
 never held back.
 """

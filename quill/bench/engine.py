@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from quill.bench.report import machine_info, write_json
+from quill.bench.report import machine_info, parse_named_options, write_json
 
 DEFAULT_SETTINGS = (
     "float32-eager:dtype=\"float32\",enforce_eager=true",
@@ -61,16 +61,11 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
 
 
 def parse_setting(spec: str) -> tuple[str, dict[str, Any]]:
-    """`name:key=value,...` (values in JSON) -> (name, fields)."""
-    name, _, rest = spec.partition(":")
-    if not name:
-        raise ValueError(f"setting {spec!r} has no name")
-    fields: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"setting {spec!r}: {item!r} is not key=value")
-        fields[key.strip()] = json.loads(value)
+    """`name:key=value,...` (values in JSON, keys EngineConfig fields) -> (name, fields)."""
+    try:
+        name, fields = parse_named_options(spec, strict=True)
+    except ValueError as error:
+        raise ValueError(f"setting {error}") from error
     from serving.config import EngineConfig
 
     # The model is the run's (--model), the same for every setting.

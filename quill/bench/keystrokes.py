@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import sys
@@ -45,7 +44,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from quill.bench.report import machine_info, percentile, write_json
+from quill.bench.report import machine_info, parse_named_options, percentile, write_json
 
 DEFAULT_FILES = ("json/decoder.py", "textwrap.py", "shlex.py", "fractions.py", "csv.py", "glob.py")
 
@@ -121,18 +120,6 @@ def _sources(seed: int, editors: int, context_lines: int, chars: int) -> list[tu
         rest = "\n".join(lines[start + context_lines :])
         result.append((head, rest[:chars]))
     return result
-
-
-def _parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
-    name, _, assignments = spec.partition(":")
-    options: dict[str, Any] = {}
-    for assignment in filter(None, assignments.split(",")):
-        key, _, value = assignment.partition("=")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return name, options
 
 
 async def _editor(
@@ -266,7 +253,7 @@ async def _run(args: argparse.Namespace) -> int:
     from quill.launcher import ServingProcess
 
     variants: list[tuple[str, dict[str, Any]]] = [("default", {})]
-    variants += [_parse_variant(spec) for spec in args.variant]
+    variants += [parse_named_options(spec) for spec in args.variant]
     serving = None
     address, metrics_url = args.address, args.metrics_url
     if address is None:

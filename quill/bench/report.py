@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: percentiles, the machine description, JSON output."""
+"""Helpers shared by the benchmarks: percentiles, the machine description, JSON output, and
+`NAME:key=value,...` options."""
 
 from __future__ import annotations
 
@@ -17,6 +18,27 @@ def percentile(samples: list[float], q: float) -> float:
     if len(samples) == 1:
         return samples[0]
     return statistics.quantiles(samples, n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
+
+
+def parse_named_options(spec: str, strict: bool = False) -> tuple[str, dict[str, Any]]:
+    """`name:key=value,...` (values in JSON) -> (name, options). Strict: a missing name, a key
+    without `=` or a value that is not JSON is a ValueError; otherwise such a value stays the
+    text it is."""
+    name, _, assignments = spec.partition(":")
+    if strict and not name:
+        raise ValueError(f"{spec!r} has no name")
+    options: dict[str, Any] = {}
+    for assignment in filter(None, assignments.split(",")):
+        key, sep, value = assignment.partition("=")
+        if strict and not sep:
+            raise ValueError(f"{spec!r}: {assignment!r} is not key=value")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError as error:
+            if strict:
+                raise ValueError(f"{spec!r}: the value of {key.strip()!r} is not JSON") from error
+            options[key.strip()] = value
+    return name, options
 
 
 def summarize_ms(samples_s: list[float]) -> dict[str, float]:
