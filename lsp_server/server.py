@@ -1,15 +1,14 @@
 """The Quill language server: a pygls `LanguageServer` that owns the editor-side state.
 
-Features live in their own modules and register themselves on the server in `create_server`.
-This module and everything it imports stay light: no vllm, torch, faiss or sentence-transformers,
-so an editor gets a ready server in well under a second.
+Features live in lsp_server/features/ and register themselves on the server; lsp_server/app.py
+wires them. This module and everything it imports stay light: no vllm, torch, faiss or
+sentence-transformers, so an editor gets a ready server in well under a second.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lsprotocol import types
@@ -17,12 +16,12 @@ from pygls.exceptions import JsonRpcServerNotInitialized
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
-from lsp_server.extensions import INLINE_COMPLETION_REFRESH
+from lsp_server.methods import INLINE_COMPLETION_REFRESH
 from lsp_server.serving_client import ServingClient
 from lsp_server.settings import Settings, parse_settings
+from lsp_server.state import SessionState
 from lsp_server.telemetry import Telemetry
-from lsp_server.timing import AnswerTimes, PauseHistory
-from lsp_server.typeahead import TokenUsage, TypeAheadCache
+from lsp_server.workspace_identity import relative_path, workspace_id
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +70,10 @@ class QuillProtocol(LanguageServerProtocol):
 
 
 class QuillLanguageServer(LanguageServer):
+    """The server and what it owns: settings, the serving connection, telemetry and the
+    session's typed state. Features (lsp_server/features/) register handlers on it and hook
+    into its lifecycle; `lsp_server.app.create_server` wires them."""
+
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(SERVER_NAME, SERVER_VERSION, protocol_cls=QuillProtocol)
         self.settings = settings or Settings()
@@ -78,43 +81,14 @@ class QuillLanguageServer(LanguageServer):
         self.pinned_settings: dict[str, Any] = {}
         self.serving: ServingClient | None = None
         self.telemetry = Telemetry(self._send_events)
-        self.typeahead = TypeAheadCache()
-        # Engine tokens behind suggestions the editor was shown (the honest "not wasted").
-        self.token_usage = TokenUsage()
-        self.early_first_lines = 0
-        # (seconds to the early first line, seconds to the whole block) of streamed blocks.
-        self.streamed_blocks: deque[tuple[float, float]] = deque(maxlen=1000)
-        # The last serving calls (lsp_server.inline_completion.CompletionRecord).
-        self.completion_log: deque[Any] = deque(maxlen=2000)
-        # The serving call in flight per document (lsp_server.inline_completion.InFlight), so a
-        # newer request can reuse or supersede it.
-        self.inflight: dict[str, Any] = {}
-        # Number of the newest inline completion request per document: an older one that is
-        # still waiting answers with nothing.
-        self.latest_completion: dict[str, int] = {}
-        self.superseded_count = 0
-        # Of those, cancelled when a keystroke came (didChange), before the next request.
-        self.cancelled_on_change = 0
-        # What lsp_server.timing learns: the user's pauses and serving's answer times; when the
-        # last keystroke reached each document, and which automatic request's pause is open.
-        self.pauses = PauseHistory()
-        self.answer_times = AnswerTimes()
-        self.keystroke_at: dict[str, float] = {}
-        self.open_pause: dict[str, tuple[str, float]] = {}
-        self.held_back = 0  # automatic requests that waited for a longer pause
-        # Whether the client takes INLINE_COMPLETION_REFRESH, and how many were sent.
-        self.inline_completion_refresh = False
-        self.refreshes_sent = 0
-        self.reused_count = 0
-        self.accepted_count = 0
-        self.accepted_chars = 0
-        self.shown_count = 0
-        # lsp_server.workspace_sync.WorkspaceSync, set when the feature registers.
-        self.workspace_sync: Any = None
-        # Called with a document's uri after each change (lsp_server.documents_sync).
+        self.state = SessionState()
+        # Run after `initialized` and at `shutdown`, in registration order (features' own
+        # background work: the workspace sync, say).
+        self.initialized_hooks: list[Callable[[], Awaitable[None] | None]] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None] | None]] = []
+        # Called with a document's uri after each change, and when it closes.
         self.document_listeners: list[Callable[[str], None]] = []
-        # lsp_server.repair.RepairFeature, set when the feature registers.
-        self.repair: Any = None
+        self.close_listeners: list[Callable[[str], None]] = []
 
     async def _send_events(self, request: Any) -> bool:
         return await self.serving_client().report_events(request)
@@ -129,9 +103,9 @@ class QuillLanguageServer(LanguageServer):
             self.notify_user("Quill settings: " + "; ".join(problems) + " (defaults used)", True)
 
     def refresh_inline_completion(self, uri: str) -> None:
-        if not self.inline_completion_refresh:
+        if not self.state.inline_completion_refresh:
             return
-        self.refreshes_sent += 1
+        self.state.counters.refreshes_sent += 1
         try:
             self.protocol.notify(INLINE_COMPLETION_REFRESH, {"textDocument": {"uri": uri}})
         except Exception:  # noqa: BLE001 - the client is gone (shutdown): nothing to refresh
@@ -141,6 +115,12 @@ class QuillLanguageServer(LanguageServer):
         if self.serving is None:
             self.serving = ServingClient(self.settings.serving_address, self.notify_user)
         return self.serving
+
+    def workspace_id(self) -> str:
+        return workspace_id(self.workspace.root_uri)
+
+    def relative_path(self, uri: str) -> str:
+        return relative_path(self.workspace.root_uri, uri)
 
     def notify_user(self, message: str, is_error: bool) -> None:
         kind = types.MessageType.Warning if is_error else types.MessageType.Info
@@ -153,21 +133,3 @@ class QuillLanguageServer(LanguageServer):
         # pygls would pop a message up for every failure; log instead, so a client sending
         # malformed input cannot flood the user with popups.
         logger.error("server error (%s): %s", getattr(source, "__name__", source), error)
-
-
-def create_server(settings: Settings | None = None) -> QuillLanguageServer:
-    from lsp_server import acceptance, documents_sync, inline_completion, lifecycle, repair
-
-    server = QuillLanguageServer(settings)
-    lifecycle.register(server)
-    documents_sync.register(server)
-    inline_completion.register(server)
-    acceptance.register(server)
-    from lsp_server import workspace_sync
-
-    workspace_sync.register(server)
-    repair.register(server)
-    from lsp_server import api_search
-
-    api_search.register(server)
-    return server

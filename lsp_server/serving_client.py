@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from quill.grpc_metadata import routing_metadata
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 
@@ -35,15 +36,6 @@ class Completion:
 
 class ServingUnavailableError(RuntimeError):
     pass
-
-
-# Load balancers (ops/kubernetes/envoy.yaml) hash this header so one workspace keeps hitting the
-# replica whose prefix cache and index are warm for it.
-WORKSPACE_HEADER = "x-quill-workspace"
-
-
-def _routing_metadata(workspace_id: str) -> tuple[tuple[str, str], ...]:
-    return ((WORKSPACE_HEADER, workspace_id),) if workspace_id else ()
 
 
 class ServingClient:
@@ -94,7 +86,7 @@ class ServingClient:
         if self._down_reason is not None:
             return None
         call = self._stub.Complete(
-            request, timeout=timeout_s, metadata=_routing_metadata(request.workspace_id)
+            request, timeout=timeout_s, metadata=routing_metadata(request.workspace_id)
         )
         try:
             async for response in call:

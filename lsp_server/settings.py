@@ -44,7 +44,8 @@ class Settings:
     multi_line_delay_ms: int = 400
     # Learn how long this user pauses and how long serving takes to answer, and send an
     # automatic request only when its answer is likely on screen before the next keystroke
-    # (lsp_server/timing.py); until enough is learnt, debounceMs and multiLineDelayMs apply.
+    # (lsp_server/completion/timing.py); until enough is learnt, debounceMs and
+    # multiLineDelayMs apply.
     # Off by default: on 2 CPU cores it cut the share of tokens wasted by a fifth to a third,
     # but cost 9-27% of the suggestions (docs/benchmarks.md).
     adaptive_timing: bool = False

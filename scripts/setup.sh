@@ -85,7 +85,7 @@ cmd_run() {
     echo $! > "$RUN_DIR/serve.pid"
   fi
   log "waiting for the engine to load"
-  if ! "$VENV/bin/python" -c "import sys; from quill.launcher import wait_for_serving; wait_for_serving(sys.argv[1], 900)" "$ADDRESS"; then
+  if ! "$VENV/bin/python" -c "import sys; from quill_cli.launcher import wait_for_serving; wait_for_serving(sys.argv[1], 900)" "$ADDRESS"; then
     log "serving did not become ready; the end of its log:"
     tail -n 30 "$RUN_DIR/serve.log" >&2
     exit 1

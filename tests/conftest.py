@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from quill.launcher import free_port
+from quill_cli.launcher import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[st
     config.retrieval.data_dir = Path(data_dir.name)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(config, lambda: engine, stop=stop))
-    from quill.launcher import wait_for_serving
+    from quill_cli.launcher import wait_for_serving
 
     await asyncio.to_thread(wait_for_serving, address, 20)
     try:
@@ -57,6 +57,6 @@ async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[st
 
 @pytest.fixture
 def scripted_engine():  # type: ignore[no-untyped-def]
-    from tests.fakes import ScriptedEngine
+    from tests.support.fakes import ScriptedEngine
 
     return ScriptedEngine()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from quill.launcher import ServingProcess
+from quill_cli.launcher import ServingProcess
 
 
 def serving_log_dir() -> Path:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import grpc
 
-from quill.launcher import ServingProcess
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
+from quill_cli.launcher import ServingProcess
 
 BILLING = '''"""Billing helpers."""
 

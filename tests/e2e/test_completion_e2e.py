@@ -14,11 +14,11 @@ import pytest
 import pytest_lsp
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from quill.launcher import ServingProcess
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
+from quill_cli.launcher import ServingProcess
 from tests.conftest import ROOT, lsp_command
-from tests.lsp_helpers import complete_at_end, edit, execute, initialize, open_document
+from tests.support.lsp import complete_at_end, edit, execute, initialize, open_document
 
 pytestmark = pytest.mark.e2e
 

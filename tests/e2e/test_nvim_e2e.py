@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from quill.launcher import ServingProcess
+from quill_cli.launcher import ServingProcess
 from tests.conftest import lsp_command
-from tests.nvim_driver import NVIM, run_nvim
+from tests.support.nvim import NVIM, run_nvim
 
 pytestmark = pytest.mark.e2e
 

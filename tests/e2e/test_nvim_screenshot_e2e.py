@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from quill.launcher import ServingProcess
+from quill_cli.launcher import ServingProcess
 from tests.conftest import ROOT, lsp_command
 from tests.e2e.conftest import serving_log_dir
 

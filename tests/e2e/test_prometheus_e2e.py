@@ -15,10 +15,10 @@ import pytest
 import pytest_lsp
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from quill.launcher import ServingProcess, free_port
+from quill_cli.launcher import ServingProcess, free_port
 from tests.conftest import ROOT, lsp_command
 from tests.e2e.conftest import serving_log_dir
-from tests.lsp_helpers import complete_at_end, execute, initialize, open_document
+from tests.support.lsp import complete_at_end, execute, initialize, open_document
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from quill.launcher import ServingProcess
+from quill_cli.launcher import ServingProcess
 from tests.conftest import ROOT, lsp_command
 
 pytestmark = pytest.mark.e2e

@@ -13,10 +13,10 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from quill.launcher import ServingProcess
-from quill.repair_command import splice
+from quill_cli.commands.repair import splice
+from quill_cli.launcher import ServingProcess
 from tests.conftest import ROOT, lsp_command
-from tests.lsp_helpers import execute, open_document
+from tests.support.lsp import execute, open_document
 
 pytestmark = pytest.mark.e2e
 

@@ -13,11 +13,11 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from quill.launcher import ServingProcess
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
+from quill_cli.launcher import ServingProcess
 from tests.conftest import lsp_command
-from tests.retrieval_workspace import initialize_in, workspace_id, write_workspace
+from tests.support.retrieval_workspace import initialize_in, workspace_id, write_workspace
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import signal
 import psutil
 import pytest
 
-from quill.launcher import ServingProcess
+from quill_cli.launcher import ServingProcess
 from tests.e2e.conftest import serving_log_dir
 
 pytestmark = pytest.mark.e2e

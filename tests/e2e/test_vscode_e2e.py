@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from quill import envs
-from quill.launcher import ServingProcess, free_port
+from quill_cli.launcher import ServingProcess, free_port
 from tests.conftest import ROOT
 from tests.e2e.conftest import serving_log_dir
 

@@ -1,0 +1,1 @@
+"""Language-server features: each registers its handlers on the server; none imports another."""

@@ -1,0 +1,106 @@
+"""Acceptance tracking.
+
+- The inline completion item carries `quill.acceptCompletion`, which editors run on accept.
+- Copilot-compatible notifications, where clients send them: `textDocument/didShowCompletion`
+  ({item}) and `textDocument/didPartiallyAcceptCompletion` ({item, acceptedLength}).
+Events go to serving in batches (lsp_server/telemetry.py); `quill.stats` shows this session's
+counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lsp_server.methods import (
+    ACCEPT_COMMAND,
+    DID_PARTIALLY_ACCEPT_COMPLETION,
+    DID_SHOW_COMPLETION,
+    STATS_COMMAND,
+)
+from lsp_server.server import QuillLanguageServer
+
+logger = logging.getLogger(__name__)
+
+
+def _field(value: Any, name: str) -> Any:
+    """Custom notifications arrive as pygls' generic objects (or dicts); read either."""
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _suggestion_id(item: Any) -> str | None:
+    """Our suggestion id travels as the first argument of the item's accept command."""
+    command = _field(item, "command")
+    arguments = _field(command, "arguments")
+    if _field(command, "command") != ACCEPT_COMMAND or not arguments:
+        return None
+    suggestion_id = arguments[0]
+    return suggestion_id if isinstance(suggestion_id, str) else None
+
+
+def register(server: QuillLanguageServer) -> None:
+    @server.command(ACCEPT_COMMAND)
+    def accept(ls: QuillLanguageServer, *args: Any) -> None:
+        suggestion_id = args[0] if args and isinstance(args[0], str) else None
+        if suggestion_id is None:
+            logger.warning("%s without a suggestion id; ignored", ACCEPT_COMMAND)
+            return
+        # The length of what was inserted: less than the suggestion after type-ahead.
+        length = args[1] if len(args) > 1 and isinstance(args[1], int) else None
+        suggestion = ls.telemetry.accepted(suggestion_id, length)
+        if suggestion is None:
+            logger.info("accept for an unknown or already resolved suggestion; ignored")
+            return
+        ls.state.counters.accepted += 1
+        ls.state.counters.accepted_chars += suggestion.accepted_chars
+        ls.state.typeahead.forget(suggestion.uri)
+        logger.info("suggestion %s accepted", suggestion_id)
+
+    @server.feature(DID_SHOW_COMPLETION)
+    def did_show(ls: QuillLanguageServer, params: Any) -> None:
+        suggestion_id = _suggestion_id(_field(params, "item"))
+        if suggestion_id is not None:
+            ls.telemetry.client_shown(suggestion_id)
+
+    @server.feature(DID_PARTIALLY_ACCEPT_COMPLETION)
+    def did_partially_accept(ls: QuillLanguageServer, params: Any) -> None:
+        suggestion_id = _suggestion_id(_field(params, "item"))
+        length = _field(params, "acceptedLength")
+        if suggestion_id is not None and isinstance(length, int) and length > 0:
+            ls.telemetry.partially_accepted(suggestion_id, length)
+
+    @server.command(STATS_COMMAND)
+    def stats(ls: QuillLanguageServer, *args: Any) -> dict[str, Any]:
+        """Counters of this session, for status lines and tests."""
+        state = ls.state
+        counters = state.counters
+        return {
+            "shown": counters.shown,
+            "accepted": counters.accepted,
+            "acceptedChars": counters.accepted_chars,
+            "servingAvailable": ls.serving is not None and ls.serving.available,
+            "eventsDelivered": ls.telemetry.delivered_total,
+            "eventsDropped": ls.telemetry.dropped_total,
+            "typeAheadHits": state.typeahead.hits,
+            "superseded": counters.superseded,
+            "reusedInFlight": counters.reused,
+            "refreshesSent": counters.refreshes_sent,
+            "cancelledOnChange": counters.cancelled_on_change,
+            "heldBack": counters.held_back,
+            "earlyFirstLines": counters.early_first_lines,
+            "usedTokens": state.token_usage.total,
+            "streamedBlocks": [list(pair) for pair in state.streamed_blocks],
+            "completions": [
+                {
+                    "multiLine": record.multi_line,
+                    "tokens": record.tokens,
+                    "shownTokens": state.token_usage.of(record.suggestion_id),
+                    "outcome": record.outcome,
+                    "seconds": round(record.seconds, 3),
+                    "place": record.place,
+                }
+                for record in state.completion_log
+            ],
+        }

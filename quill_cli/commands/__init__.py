@@ -1,0 +1,1 @@
+"""`quill` subcommands, one module each."""

@@ -1,0 +1,168 @@
+"""Workspace sync from the real language server to the real serving layer (scripted engine,
+real embedding model and FAISS): the initial sync with $/progress, only changed files travel,
+saved edits re-index, and completion prompts carry another file's definition."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from quill.v1 import quill_pb2 as pb
+from quill.v1 import quill_pb2_grpc
+from tests.conftest import in_process_serving, lsp_command
+from tests.support.fakes import ScriptedEngine
+from tests.support.lsp import complete_at_end, open_document
+from tests.support.retrieval_workspace import BILLING, initialize_in, workspace_id, write_workspace
+
+MAIN = "from shop.billing import compute_invoice_total\n\ntotal = compute_invoice_total("
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=lsp_command()))
+async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def _status(address: str, root: Path) -> pb.IndexStatus:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = quill_pb2_grpc.QuillStub(channel)
+        answer = await stub.SyncWorkspace(pb.SyncWorkspaceRequest(workspace_id=workspace_id(root)))
+    return answer.status
+
+
+async def _until_indexed(address: str, root: Path, files: int) -> pb.IndexStatus:
+    for _ in range(600):
+        status = await _status(address, root)
+        if status.files_indexed == files and status.files_pending == 0:
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not indexed: {status}")
+
+
+async def _complete_with_context(
+    address: str, root: Path, engine: ScriptedEngine
+) -> tuple[pb.CompletionDone, str]:
+    """Complete at the end of main.py until retrieval answers within its deadline (the query
+    model may still be loading); returns the final message and the prompt the engine got."""
+    request = pb.CompleteRequest(
+        workspace_id=workspace_id(root),
+        file_path="main.py",
+        language="python",
+        prefix=MAIN,
+        cursor=pb.Position(line=2, character=len(MAIN.split("\n")[-1])),
+        context=pb.ContextOptions(disable_api_search=True),
+    )
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = quill_pb2_grpc.QuillStub(channel)
+        for _ in range(100):
+            responses = [r async for r in stub.Complete(request)]
+            done = responses[-1].done
+            if done.context_sources:
+                break
+            await asyncio.sleep(0.2)
+    return done, engine.decode(engine.requests[-1].prompt_token_ids)
+
+
+def _progress_values(client: LanguageClient) -> list[object]:
+    return [value for reports in client.progress_reports.values() for value in reports]
+
+
+async def _until_progress_ends(client: LanguageClient) -> list[object]:
+    for _ in range(600):
+        values = _progress_values(client)
+        if any(isinstance(v, types.WorkDoneProgressEnd) for v in values):
+            return values
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no progress end: {_progress_values(client)}")
+
+
+async def test_sync_progress_and_retrieved_context_in_the_prompt(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    write_workspace(tmp_path, MAIN)
+    engine = ScriptedEngine(chunks=["cart.items, 0.2)"], max_model_len=4096)
+    async with in_process_serving(engine) as address:
+        await initialize_in(client, tmp_path, address)
+        values = await _until_progress_ends(client)
+        assert isinstance(values[0], types.WorkDoneProgressBegin)
+        reports = [v.message for v in values if isinstance(v, types.WorkDoneProgressReport)]
+        assert reports[0] == "3 files found"  # .gitignore'd and binary files are not synced
+        assert reports[-1] == "3/3 files sent"
+        status = await _until_indexed(address, tmp_path, 3)
+        assert status.chunks == 3
+
+        done, prompt = await _complete_with_context(address, tmp_path, engine)
+        assert [(s.kind, s.path, s.start_line, s.end_line) for s in done.context_sources][0] == (
+            "retrieval",
+            "shop/billing.py",
+            1,
+            3,
+        )
+        assert prompt.startswith("# file: ")
+        assert "# file: shop/billing.py\ndef compute_invoice_total(items, tax_rate):" in prompt
+        assert prompt.endswith("# file: main.py\n" + MAIN)
+        # main.py itself is in the prompt already, never as retrieved context.
+        assert all(s.path != "main.py" for s in done.context_sources)
+
+        # A saved edit travels alone and replaces the old chunks.
+        renamed = BILLING.replace("compute_invoice_total", "invoice_sum")
+        billing_uri = (tmp_path / "shop" / "billing.py").as_uri()
+        open_document(client, billing_uri, renamed)
+        client.text_document_did_save(
+            types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(billing_uri))
+        )
+        for _ in range(300):
+            done, prompt = await _complete_with_context(address, tmp_path, engine)
+            if "def invoice_sum" in prompt:
+                break
+            await asyncio.sleep(0.1)
+        assert "def invoice_sum(items, tax_rate)" in prompt
+        assert "def compute_invoice_total(items" not in prompt
+
+
+async def test_retrieval_off_sends_nothing_and_prompts_stay_plain(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    write_workspace(tmp_path, MAIN)
+    engine = ScriptedEngine(chunks=["x)"], max_model_len=4096)
+    async with in_process_serving(engine) as address:
+        await initialize_in(client, tmp_path, address, retrieval=False)
+        uri = (tmp_path / "main.py").as_uri()
+        open_document(client, uri, MAIN)
+        await complete_at_end(client, uri, MAIN)
+        assert engine.decode(engine.requests[-1].prompt_token_ids) == MAIN
+        status = await _status(address, tmp_path)
+        assert status.files_indexed == 0 and status.files_pending == 0
+        assert _progress_values(client) == []
+
+
+@pytest.mark.parametrize("budget", [1, 300])
+async def test_a_small_budget_limits_the_context(
+    client: LanguageClient, tmp_path: Path, budget: int
+) -> None:
+    write_workspace(tmp_path, MAIN)
+    engine = ScriptedEngine(chunks=["x)"], max_model_len=4096)
+    async with in_process_serving(engine) as address:
+        await initialize_in(client, tmp_path, address)
+        await _until_progress_ends(client)
+        await _until_indexed(address, tmp_path, 3)
+        await _complete_with_context(address, tmp_path, engine)  # the query model is loaded
+        request = pb.CompleteRequest(
+            workspace_id=workspace_id(tmp_path),
+            file_path="main.py",
+            language="python",
+            prefix=MAIN,
+            context=pb.ContextOptions(disable_api_search=True, retrieval_token_budget=budget),
+        )
+        async with grpc.aio.insecure_channel(address) as channel:
+            responses = [r async for r in quill_pb2_grpc.QuillStub(channel).Complete(request)]
+        context = len(engine.requests[-1].prompt_token_ids) - len(engine.encode(MAIN))
+        assert 0 <= context <= budget
+        assert (context > 0) == (budget == 300)
+        assert sum(s.tokens for s in responses[-1].done.context_sources) <= context
