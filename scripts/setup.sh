@@ -3,7 +3,8 @@
 #
 #   scripts/setup.sh run    install (once), start serving on the default model, show a real
 #                           completion through the language server, leave serving running
-#   scripts/setup.sh test   install (once), then lint, type-check and run the whole test suite
+#   scripts/setup.sh test   install (once), then lint, type-check, check the import contracts and
+#                           run the whole test suite
 #   scripts/setup.sh stop   stop the serving process that `run` left running
 #
 # Everything lives outside the repository, under $QUILL_CACHE_DIR (default ~/.cache/quill):
@@ -145,6 +146,8 @@ cmd_test() {
   "$VENV/bin/ruff" check .
   log "mypy"
   "$VENV/bin/mypy"
+  log "import contracts (docs/architecture.md)"
+  "$VENV/bin/lint-imports"
   log "pytest"
   export QUILL_TEST_LOG_DIR="$ROOT/test-output"
   "$VENV/bin/python" -m pytest "$@"
