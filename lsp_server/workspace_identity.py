@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+
 from pygls.uris import to_fs_path, urlparse
 
 
