@@ -75,18 +75,10 @@ class _Streamed:
     queue_wait_s: float | None = None
 
 
-def _validate(request: pb.CompleteRequest, config: CompletionConfig) -> None:
+def _validate(request: pb.CompleteRequest) -> None:
+    # Sizes were checked at the edge (serving/request_limits.py); here, what the values mean.
     if request.mode not in (pb.COMPLETION_MODE_UNSPECIFIED, *_MODE_NAMES):
         raise InvalidRequestError(f"unknown completion mode {request.mode}")
-    size = len(request.prefix) + len(request.suffix)
-    if size > config.max_context_chars:
-        raise InvalidRequestError(
-            f"prefix and suffix are {size} characters; the limit is {config.max_context_chars}"
-        )
-    if request.limits.max_tokens > config.max_tokens_limit:
-        raise InvalidRequestError(
-            f"max_tokens {request.limits.max_tokens} exceeds the limit {config.max_tokens_limit}"
-        )
     if not 0.0 <= request.limits.temperature <= 2.0:
         raise InvalidRequestError(f"temperature {request.limits.temperature} is outside [0, 2]")
     if "\x00" in request.prefix or "\x00" in request.suffix:
@@ -119,7 +111,7 @@ class CompletionService:
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CompleteResponse]:
         started = time.perf_counter()
-        _validate(request, self._config)
+        _validate(request)
         suggestion_id = uuid.uuid4().hex
         prompt = await self._render_prompt(request, suggestion_id)
         block = BlockCutter(request.prefix, request.suffix, request.language)
