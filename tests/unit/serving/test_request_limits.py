@@ -3,6 +3,7 @@ INVALID_ARGUMENT naming the field."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import grpc
@@ -30,20 +31,7 @@ TINY = ServingConfig(
     completion=CompletionConfig(max_context_chars=4, max_tokens_limit=4),
     repair=RepairConfig(max_file_chars=4, max_budget=4, max_tokens_limit=4),
     api_search=ApiSearchConfig(max_query_chars=4, max_limit=4),
-    limits=RequestLimitsConfig(
-        max_workspace_id_chars=4,
-        max_path_chars=4,
-        max_language_chars=4,
-        max_digest_chars=4,
-        max_sync_files=4,
-        max_sync_manifest=4,
-        max_sync_packages=4,
-        max_package_entries=4,
-        max_api_text_chars=4,
-        max_repair_hint_chars=4,
-        max_events=4,
-        max_typed_languages=4,
-    ),
+    limits=RequestLimitsConfig(**{f.name: 4 for f in dataclasses.fields(RequestLimitsConfig)}),
 )
 
 
