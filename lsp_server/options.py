@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import cattrs
-from cattrs.errors import AttributeValidationNote, ClassValidationError, ForbiddenExtraKeysError
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, override
 from pygls.exceptions import JsonRpcInvalidParams
 
@@ -186,7 +186,7 @@ def _problems(
     problems: dict[str, str] = {}
     with_notes, others = error.group_exceptions()
     for exception, note in with_notes:
-        key = camel(note.name) if isinstance(note, AttributeValidationNote) else str(note)
+        key = camel(note.name)
         if isinstance(exception, KeyError) and key not in options:
             problems[key] = f"{key} is required"
         else:
@@ -214,7 +214,10 @@ def structure_leniently(options: Any, cls: type[T], noun: str) -> tuple[T, list[
     except ClassValidationError as error:
         problems = _problems(error, cls, options, noun)
     accepted = {key: value for key, value in options.items() if key not in problems}
-    return converter.structure(accepted, cls), list(problems.values())
+    try:
+        return converter.structure(accepted, cls), list(problems.values())
+    except ClassValidationError:  # a problem no key can be blamed for: all defaults
+        return cls(), list(problems.values())
 
 
 def structure_arguments(options: Any, cls: type[T], command: str) -> T:
