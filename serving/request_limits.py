@@ -9,7 +9,7 @@ a size (a region inside its file, NUL bytes, a known mode) stays with the RPC's 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sized
+from collections.abc import AsyncIterator, Callable, Iterable, Sized
 from typing import Any
 
 from quill.v1 import quill_pb2 as pb
@@ -82,20 +82,24 @@ class RequestLimits:
         for name in ("manifest", "deleted_paths", "package_manifest"):
             at_most_items(name, getattr(request, name), limits.max_sync_manifest)
         at_most_items("packages", request.packages, limits.max_sync_packages)
-        for file in request.files:
-            self._path_and_digest("files", file.path, file.sha256)
-        for entry in request.manifest:
-            self._path_and_digest("manifest", entry.path, entry.sha256)
+        for field, entries in (
+            ("files", request.files),
+            ("manifest", request.manifest),
+            ("package_manifest", request.package_manifest),
+        ):
+            self._paths_and_digests(field, entries)
         for path in request.deleted_paths:
             at_most_chars("deleted_paths[].path", path, limits.max_path_chars)
-        for entry in request.package_manifest:
-            self._path_and_digest("package_manifest", entry.path, entry.sha256)
         for package in request.packages:
             self._package(package)
 
-    def _path_and_digest(self, field: str, path: str, digest: str) -> None:
-        at_most_chars(f"{field}[].path", path, self._limits.max_path_chars)
-        at_most_chars(f"{field}[].sha256", digest, self._limits.max_digest_chars)
+    def _paths_and_digests(self, field: str, entries: Iterable[Any]) -> None:
+        # Inline first: a complete manifest has one entry per file of the workspace.
+        max_path, max_digest = self._limits.max_path_chars, self._limits.max_digest_chars
+        for entry in entries:
+            if len(entry.path) > max_path or len(entry.sha256) > max_digest:
+                at_most_chars(f"{field}[].path", entry.path, max_path)
+                at_most_chars(f"{field}[].sha256", entry.sha256, max_digest)
 
     def _package(self, package: pb.ApiPackage) -> None:
         limits = self._limits
@@ -104,6 +108,9 @@ class RequestLimits:
         at_most_chars("packages[].digest", package.digest, limits.max_digest_chars)
         at_most_items("packages[].entries", package.entries, limits.max_package_entries)
         for entry in package.entries:
+            # No text of an entry is longer than the whole entry's encoding (computed in C).
+            if entry.ByteSize() <= limits.max_api_text_chars:
+                continue
             for name in ("qualified_name", "kind", "signature", "summary", "source", "path"):
                 text = getattr(entry, name)
                 at_most_chars(f"packages[].entries[].{name}", text, limits.max_api_text_chars)
