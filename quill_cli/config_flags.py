@@ -11,10 +11,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class DeferredFlagsParser(argparse.ArgumentParser):
+    """A parser that adds some flags only when it parses (or shows its help): `quill lsp` never
+    pays for importing the serving configs and generating `quill serve`'s flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._deferred.append(add_flags)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+        return super().parse_known_args(args, namespace)
 
 
 def _nested(kind: Any) -> bool:

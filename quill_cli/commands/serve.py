@@ -26,9 +26,13 @@ def _parse_engine_arg(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), value
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     from serving.config import ServingConfig
 
+    add_config_flags(parser, ServingConfig)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the serving layer (gRPC + vLLM + /metrics)")
     p.add_argument(
         "--model",
@@ -43,8 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="any other vLLM AsyncEngineArgs field, repeatable",
     )
-    # Every other flag is a field of serving/config.py, documented there.
-    add_config_flags(p, ServingConfig)
+    # Every other flag is a field of serving/config.py, documented there (added when `serve`
+    # is the command, see DeferredFlagsParser).
+    p.defer(_add_config_flags)
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from quill_cli.config_flags import add_config_flags, config_from_flags
 from quill_cli.main import build_parser
 from serving.config import EngineConfig, ServingConfig, option
+from tests.conftest import ROOT
 
 
 def _config(*flags: str) -> ServingConfig:
@@ -122,3 +125,15 @@ def test_help_comes_from_the_field_and_names_follow_the_section_prefix() -> None
     assert "how deep, 100% sure (default: 2.5)" in " ".join(parser.format_help().split())
     built = config_from_flags(_Site, parser.parse_args(["--pool-depth-m", "4", "--lit"]), {})
     assert built == _Site(_Pool(4.0), True)
+
+
+def test_other_commands_never_import_the_serving_configs() -> None:
+    # `quill lsp` starts with every keystroke session of an editor: serve's flags cost it nothing.
+    code = (
+        "import sys; from quill_cli.main import build_parser; "
+        "build_parser().parse_args(['lsp']); print('serving.config' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.stdout.strip() == "False", result.stderr
