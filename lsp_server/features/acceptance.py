@@ -83,6 +83,7 @@ def register(server: QuillLanguageServer) -> None:
             "servingAvailable": ls.serving is not None and ls.serving.available,
             "eventsDelivered": ls.telemetry.delivered_total,
             "eventsDropped": ls.telemetry.dropped_total,
+            "eventsMalformed": ls.telemetry.malformed_total,
             "typeAheadHits": state.typeahead.hits,
             "superseded": counters.superseded,
             "reusedInFlight": counters.reused,
