@@ -81,6 +81,7 @@ def register(server: QuillLanguageServer) -> None:
             "accepted": counters.accepted,
             "acceptedChars": counters.accepted_chars,
             "servingAvailable": ls.serving is not None and ls.serving.available,
+            "servingProbes": ls.serving.probes if ls.serving is not None else 0,
             "eventsDelivered": ls.telemetry.delivered_total,
             "eventsDropped": ls.telemetry.dropped_total,
             "eventsMalformed": ls.telemetry.malformed_total,
