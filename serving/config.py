@@ -96,6 +96,9 @@ class RepairConfig:
     concurrency: int = 4
     # A repair streams what it has and ends after this long.
     max_seconds: float = 300.0
+    # A stream whose RepairStart has not come this long after it opened ends with
+    # DEADLINE_EXCEEDED (the language server sends it at once).
+    first_message_timeout_s: float = 10.0
     max_region_lines: int = 40
     max_file_chars: int = 1_000_000
     max_prompt_tokens: int = 2048

@@ -125,6 +125,8 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     async def close(self) -> None:
         """Save what is indexed and stop background work (on shutdown)."""
         self._suggestions.save()
+        if self._repair is not None:
+            await self._repair.close()
         await self._api_search.close()
         await self._workspaces.close()
 

@@ -105,6 +105,7 @@ class TokenScriptedEngine(_AlwaysHealthy):
     steps_generated: int = 0
     _vocab: list[str] = field(default_factory=lambda: [""])
     _ids: dict[str, int] = field(default_factory=lambda: {"": 0})
+    _pattern: tuple[int, re.Pattern[str]] | None = None
 
     def token_id(self, token: str) -> int:
         if token not in self._ids:
@@ -113,13 +114,15 @@ class TokenScriptedEngine(_AlwaysHealthy):
         return self._ids[token]
 
     def encode(self, text: str) -> list[int]:
-        ids: list[int] = []
-        index = 0
-        while index < len(text):
-            size = max((len(t) for t in self._ids if t and text.startswith(t, index)), default=1)
-            ids.append(self.token_id(text[index : index + size]))
-            index += size
-        return ids
+        return [self.token_id(token) for token in self._tokens().findall(text)]
+
+    def _tokens(self) -> re.Pattern[str]:
+        """Known tokens, longest first, else one character (rebuilt as the vocabulary grows)."""
+        if self._pattern is None or self._pattern[0] != len(self._vocab):
+            known = sorted((t for t in self._vocab if t), key=len, reverse=True)
+            alternatives = [re.escape(t) for t in known] + ["(?s:.)"]
+            self._pattern = (len(self._vocab), re.compile("|".join(alternatives)))
+        return self._pattern[1]
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return "".join(self._vocab[t] for t in token_ids)
