@@ -1,6 +1,7 @@
 """Fakes for unit tests of one layer at a time (never for end-to-end tests):
 
-- `ScriptedEngine`, `TokenScriptedEngine`: the engine, for the layers above it in serving;
+- `ScriptedEngine`, `GatedEngine`, `TokenScriptedEngine`: the engine, for the layers above it
+  in serving (and for the language server's tests through in-process serving);
 - `ScriptedNameOracle`: the language server's name oracle, for serving's guided decoder;
 - `ScriptedRepair`: a `Repair` servicer on a real in-process grpc.aio server, for the client
   side of repair (the repair client, the language server's code action, `quill repair`). It asks
@@ -79,6 +80,21 @@ class ScriptedEngine(_AlwaysHealthy):
         finally:
             if not done:
                 self.aborted.append(request.request_id)
+
+
+@dataclass
+class GatedEngine(ScriptedEngine):
+    """A ScriptedEngine whose requests wait at `gate` before generating: a test decides when an
+    answer comes. `arrived` counts requests that reached the engine."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: int = 0
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
+        self.arrived += 1
+        await self.gate.wait()
+        async for output in super().generate(request):
+            yield output
 
 
 # Next-token choices for the text so far (prompt and generated): (token text, logprob), best
