@@ -173,6 +173,17 @@ class Telemetry:
             chars=suggestion.accepted_chars,
         )
 
+    def document_closed(self, uri: str) -> None:
+        """The document closed: its suggestion on screen goes with it (rejected unless it was
+        accepted), and nothing is kept for the uri."""
+        latest = self._latest_by_uri.pop(uri, None)
+        if latest is not None and latest in self._suggestions:
+            self._resolve_rejected(self._suggestions[latest])
+
+    @property
+    def documents_tracked(self) -> int:
+        return len(self._latest_by_uri)
+
     def _resolve_rejected(self, suggestion: ShownSuggestion) -> None:
         if suggestion.resolved or suggestion.accepted_chars:
             return

@@ -86,6 +86,13 @@ def register(server: QuillLanguageServer) -> None:
             "eventsDropped": ls.telemetry.dropped_total,
             "eventsMalformed": ls.telemetry.malformed_total,
             "typeAheadHits": state.typeahead.hits,
+            # What is kept per document (freed when it closes).
+            "documentsKept": {
+                "open": len(ls.workspace.text_documents),
+                "state": len(state.documents),
+                "typeAhead": len(state.typeahead),
+                "telemetry": ls.telemetry.documents_tracked,
+            },
             "superseded": counters.superseded,
             "reusedInFlight": counters.reused,
             "refreshesSent": counters.refreshes_sent,
