@@ -185,9 +185,13 @@ class ServingClient:
         self._mark_down(f"{error.code().name}: {error.details()}")
         return True
 
-    async def check_health(self, timeout_s: float = 2.0) -> bool:
+    async def check_health(self, timeout_s: float = 2.0, wait_for_ready: bool = False) -> bool:
+        """Whether serving answers SERVING within `timeout_s`; `wait_for_ready`: wait for the
+        channel to (re)connect meanwhile instead of failing at once."""
         try:
-            response = await self._health.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+            response = await self._health.Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout_s, wait_for_ready=wait_for_ready
+            )
         except grpc.aio.AioRpcError:
             return False
         return response.status == health_pb2.HealthCheckResponse.SERVING
@@ -211,22 +215,38 @@ class ServingClient:
             self._probe = asyncio.create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
+        """Probe until serving is back. Each probe waits up to BACKOFF_MAX_S for the channel
+        to reconnect (so serving is seen the moment a connection succeeds; the channel's own
+        backoff paces the attempts), and the next one starts after the backoff's pause minus
+        the time already waited: a quick answer (serving up, still loading) is not repeated
+        faster than the backoff allows."""
         from tenacity import AsyncRetrying, retry_if_exception_type, retry_if_result
+
+        waited = 0.0
+        pause = backoff()
+
+        async def probe() -> bool:
+            nonlocal waited
+            started = self._clock()
+            try:
+                return await self._probe_once(BACKOFF_MAX_S, wait_for_ready=True)
+            finally:
+                waited = self._clock() - started
 
         await asyncio.sleep(BACKOFF_START_S)  # the call that found serving down just failed
         retrying = AsyncRetrying(
-            wait=backoff(),
+            wait=lambda state: max(0.0, pause(state) - waited),
             # Until serving is back, whatever a probe meets: this task must not die.
             retry=retry_if_result(lambda up: not up) | retry_if_exception_type(Exception),
         )
-        await retrying(self._probe_once)
+        await retrying(probe)
 
-    async def _probe_once(self, timeout_s: float = 2.0) -> bool:
+    async def _probe_once(self, timeout_s: float, wait_for_ready: bool = False) -> bool:
         """One health check while down; marks serving up when it answers SERVING."""
         if self._down_reason is None:
             return True
         self.probes += 1
-        if not await self.check_health(timeout_s):
+        if not await self.check_health(timeout_s, wait_for_ready):
             return False
         self._mark_up()
         return True
