@@ -254,6 +254,8 @@ class PackageExtractor:
                 try:
                     cached = extract_package(package, stop)
                 except (ExtractionError, OSError, ValueError, RecursionError) as error:
+                    if stop is not None and stop.is_set():
+                        break  # shutting down: not a failure of the package
                     logger.warning("API extraction of package %s failed: %s", package.name, error)
                     continue
                 self.cache[package.digest] = cached

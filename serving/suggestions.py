@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,10 @@ class SuggestionRegistry:
         """The newest PERSISTED_RECORDS records, oldest first, as plain lists (on the loop:
         records change there)."""
         newest = itertools.islice(reversed(self._records.items()), PERSISTED_RECORDS)
-        rows = [[suggestion_id, *astuple(record)] for suggestion_id, record in newest]
+        rows = [
+            [sid, r.language, r.mode, r.length, r.shown, r.accepted_chars, r.rejected]
+            for sid, r in newest
+        ]
         rows.reverse()
         self._changed = False
         return rows

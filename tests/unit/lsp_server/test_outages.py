@@ -87,6 +87,7 @@ async def test_the_first_suggestion_comes_within_2_s_of_serving_being_back(
     assert not stats["servingAvailable"]
     # About 50 requests, but at most 2 probes a second from requests and the background
     # probe's: nothing hammers the dead address.
+    print(f"{stats['servingProbes']} health checks during the outage")
     assert 3 <= stats["servingProbes"] <= 16, stats["servingProbes"]
     unavailable = [m for m in client.messages if "unavailable" in m.message]
     assert len(unavailable) == 1
