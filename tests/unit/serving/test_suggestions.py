@@ -84,4 +84,6 @@ async def test_changes_are_saved_periodically(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
     finally:
         saver.cancel()
-    assert json.loads(path.read_text())["records"] == [["a", "python", "single", 3, False, 0, False]]
+    assert json.loads(path.read_text())["records"] == [
+        ["a", "python", "single", 3, False, 0, False]
+    ]

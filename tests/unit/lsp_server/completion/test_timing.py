@@ -23,8 +23,8 @@ from lsp_server.completion.timing import (
 from lsp_server.methods import INLINE_COMPLETION_REFRESH_CAPABILITY
 from tests.conftest import ROOT, in_process_serving, lsp_command
 from tests.support.fakes import GatedEngine, ScriptedEngine
-from tests.support.manual_clock_lsp import ADVANCE_CLOCK
 from tests.support.lsp import execute, initialize, open_document
+from tests.support.manual_clock_lsp import ADVANCE_CLOCK
 
 
 def test_a_pause_long_enough_for_the_answer_asks_at_once() -> None:
