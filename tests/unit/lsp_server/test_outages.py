@@ -10,25 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest_lsp
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from quill_cli.launcher import free_port
-from tests.conftest import ROOT, in_process_serving, lsp_command
+from tests.conftest import ROOT, in_process_serving
 from tests.support.fakes import ScriptedEngine
 from tests.support.lsp import complete_at_end, edit, execute, initialize, open_document
+from tests.support.metrics import metric, suggestions_counted
 
 URI = (ROOT / "tests" / "data" / "sample.py").as_uri()
 TEXT = "def add(a, b):\n    return "
 # The promise: the first suggestion within this long of serving being back.
 RECOVERY_LIMIT_S = 2.0
-
-
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=lsp_command()))
-async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
-    yield
-    await lsp_client.shutdown_session()
 
 
 class _Typist:
@@ -105,19 +99,11 @@ async def test_the_first_suggestion_comes_within_2_s_of_serving_being_back(
     assert any("connected" in m.message for m in client.messages)
 
 
-def _metric(name: str, **labels: str) -> float:
-    from prometheus_client import REGISTRY
-
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def test_events_queued_across_a_restart_of_serving_are_counted_by_the_new_process(
     client: LanguageClient, tmp_path: Path
 ) -> None:
-    labels = {"language": "python", "mode": "single"}
-    shown = _metric("quill_suggestions_shown_total", **labels)
-    accepted = _metric("quill_suggestions_accepted_total", **labels)
-    unknown = _metric("quill_events_rejected_total", reason="unknown_suggestion")
+    shown, accepted = suggestions_counted()
+    unknown = metric("quill_events_rejected_total", reason="unknown_suggestion")
     address = f"127.0.0.1:{free_port()}"
     rounds = 5
     async with in_process_serving(
@@ -145,6 +131,5 @@ async def test_events_queued_across_a_restart_of_serving_are_counted_by_the_new_
                 break
             await asyncio.sleep(0.1)
     assert stats["eventsDelivered"] == 2 * rounds, stats
-    assert _metric("quill_events_rejected_total", reason="unknown_suggestion") == unknown
-    assert _metric("quill_suggestions_shown_total", **labels) == shown + rounds
-    assert _metric("quill_suggestions_accepted_total", **labels) == accepted + rounds
+    assert metric("quill_events_rejected_total", reason="unknown_suggestion") == unknown
+    assert suggestions_counted() == (shown + rounds, accepted + rounds)

@@ -8,29 +8,18 @@ import asyncio
 from typing import Any
 
 import pytest
-import pytest_lsp
-from prometheus_client import REGISTRY
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from lsp_server.telemetry import Telemetry, language_label
 from quill.v1 import quill_pb2 as pb
-from tests.conftest import ROOT, in_process_serving, lsp_command
+from tests.conftest import ROOT, in_process_serving
 from tests.support.fakes import ScriptedEngine
 from tests.support.lsp import complete_at_end, edit, execute, initialize, open_document
+from tests.support.metrics import metric, suggestions_counted
 
 URI = (ROOT / "tests" / "data" / "sample.py").as_uri()
 POISON_URI = (ROOT / "tests" / "data" / "poison.txt").as_uri()
 ROUNDS = 10  # each a shown and an accepted event
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=lsp_command()))
-async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
-    yield
-    await lsp_client.shutdown_session()
 
 
 def test_language_labels_are_strings_protobuf_can_encode() -> None:
@@ -69,9 +58,7 @@ async def test_a_bad_value_costs_one_event_and_the_flusher_survives_a_failing_se
 async def test_a_poisoned_document_does_not_stop_events_reaching_serving(
     client: LanguageClient, language_id: Any
 ) -> None:
-    labels = {"language": "python", "mode": "single"}
-    shown = metric("quill_suggestions_shown_total", **labels)
-    accepted = metric("quill_suggestions_accepted_total", **labels)
+    shown, accepted = suggestions_counted()
     typed_other = metric("quill_chars_typed_total", language="other")
     async with in_process_serving(ScriptedEngine(chunks=["a + b"])) as address:
         await initialize(client, servingAddress=address)
@@ -91,7 +78,6 @@ async def test_a_poisoned_document_does_not_stop_events_reaching_serving(
             await asyncio.sleep(0.1)
     assert stats["eventsDelivered"] == 2 * ROUNDS, stats
     assert (stats["eventsDropped"], stats["eventsMalformed"]) == (0, 0)
-    assert metric("quill_suggestions_shown_total", **labels) == shown + ROUNDS
-    assert metric("quill_suggestions_accepted_total", **labels) == accepted + ROUNDS
+    assert suggestions_counted() == (shown + ROUNDS, accepted + ROUNDS)
     # The keystroke in the poisoned document counts, under "other".
     assert metric("quill_chars_typed_total", language="other") == typed_other + 1

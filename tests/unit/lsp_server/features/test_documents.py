@@ -7,23 +7,16 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-import pytest_lsp
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from lsp_server.state import SessionState
-from tests.conftest import ROOT, in_process_serving, lsp_command
+from tests.conftest import ROOT, in_process_serving
 from tests.support.fakes import ScriptedEngine
 from tests.support.lsp import complete_at_end, execute, initialize, open_document
 
 TEXT = "def add(a, b):\n    return "
 DOCUMENTS = 30
-
-
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=lsp_command()))
-async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
-    yield
-    await lsp_client.shutdown_session()
 
 
 async def test_closing_documents_frees_what_the_server_kept_for_them(
