@@ -2,8 +2,9 @@
 
 While serving is unreachable or still loading, the user is told once per outage and two things
 look for its return (docs/reliability.md, "Outages and recovery"):
-- a background probe checks health with capped exponential backoff (tenacity; at most
-  `BACKOFF_MAX_S` apart) until serving answers SERVING again;
+- a background probe checks health until serving answers SERVING again; each check waits for
+  the channel to reconnect (so a return is seen at once), and quick answers (serving up but
+  still loading) are spaced by capped exponential backoff (tenacity, at most `BACKOFF_MAX_S`);
 - a request that arrives meanwhile probes at once, at most once per `PROBE_MIN_INTERVAL_S`
   and for at most `PROBE_TIMEOUT_S`, and goes ahead when serving is back; otherwise it
   returns at once with nothing (an editor must never wait on a dead backend).
