@@ -19,14 +19,18 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from quill import python_api
 from quill.v1 import quill_pb2 as pb
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # Bump when extraction changes, so serving asks for packages again.
 EXTRACTOR_VERSION = "1"
@@ -188,14 +192,19 @@ def locate(names: list[str], python: str | None) -> list[LocatedPackage]:
     return packages
 
 
-def extract_package(package: LocatedPackage) -> pb.ApiPackage:
-    """Read one located package statically into catalog entries (bounded)."""
+def extract_package(package: LocatedPackage, stop: threading.Event | None = None) -> pb.ApiPackage:
+    """Read one located package statically into catalog entries (bounded); `stop` ends the
+    reading between files (the language server is shutting down)."""
     modules = python_api.package_modules(
         package.name, Path(package.origin), [Path(p) for p in package.locations]
     )[:MAX_MODULES_PER_PACKAGE]
     if not modules:
         raise ExtractionError(f"{package.name}: no Python source found")
-    found = python_api.package_definitions(modules, MAX_ENTRIES_PER_PACKAGE, MAX_FILE_BYTES)
+    found = python_api.package_definitions(
+        _until(stop, modules), MAX_ENTRIES_PER_PACKAGE, MAX_FILE_BYTES
+    )
+    if stop is not None and stop.is_set():
+        raise ExtractionError(f"{package.name}: stopped")
     if not found:
         raise ExtractionError(f"{package.name}: no definitions could be read")
     source = f"package:{package.distribution or package.name} {package.version}".rstrip()
@@ -216,13 +225,22 @@ def extract_package(package: LocatedPackage) -> pb.ApiPackage:
     )
 
 
+def _until(stop: threading.Event | None, items: list[_T]) -> Iterator[_T]:
+    for item in items:
+        if stop is not None and stop.is_set():
+            return
+        yield item
+
+
 @dataclass
 class PackageExtractor:
     """Extracts packages once per digest; failures are logged and skipped."""
 
     cache: dict[str, pb.ApiPackage] = field(default_factory=dict)
 
-    def catalog(self, root: Path, python: str | None) -> list[pb.ApiPackage]:
+    def catalog(
+        self, root: Path, python: str | None, stop: threading.Event | None = None
+    ) -> list[pb.ApiPackage]:
         imported, local = workspace_imports(root)
         try:
             located = locate(sorted(imported - local), python)
@@ -230,12 +248,14 @@ class PackageExtractor:
             logger.warning("API extraction skipped: %s", error)
             return []
         packages = []
-        for package in located:
+        for package in _until(stop, located):
             cached = self.cache.get(package.digest)
             if cached is None:
                 try:
-                    cached = extract_package(package)
+                    cached = extract_package(package, stop)
                 except (ExtractionError, OSError, ValueError, RecursionError) as error:
+                    if stop is not None and stop.is_set():
+                        break  # shutting down: not a failure of the package
                     logger.warning("API extraction of package %s failed: %s", package.name, error)
                     continue
                 self.cache[package.digest] = cached
@@ -246,9 +266,12 @@ class PackageExtractor:
 _EXTRACTOR = PackageExtractor()
 
 
-async def package_catalog(root: Path, python: str | None) -> list[pb.ApiPackage]:
+async def package_catalog(
+    root: Path, python: str | None, stop: threading.Event | None = None
+) -> list[pb.ApiPackage]:
     """The API packages of everything `root` imports, read in `python`'s environment.
 
-    The hook workspace sync calls; the work runs in a thread (it reads many files).
+    The hook workspace sync calls; the work runs in a thread (it reads many files, seconds per
+    large package), which ends early once `stop` is set: the process cannot exit before it.
     """
-    return await asyncio.to_thread(_EXTRACTOR.catalog, root, python)
+    return await asyncio.to_thread(_EXTRACTOR.catalog, root, python, stop)

@@ -1,16 +1,25 @@
 """The language server's connection to serving: one gRPC channel, availability and backoff.
 
-While serving is unreachable or still loading, completions return at once with nothing (an
-editor must never wait on a dead backend), the user is told once per outage, and a background
-probe checks health with exponential backoff until serving answers SERVING again.
+While serving is unreachable or still loading, the user is told once per outage and two things
+look for its return (docs/reliability.md, "Outages and recovery"):
+- a background probe checks health until serving answers SERVING again; each check waits for
+  the channel to reconnect (so a return is seen at once), and quick answers (serving up but
+  still loading) are spaced by capped exponential backoff (tenacity, at most `BACKOFF_MAX_S`);
+- a request that arrives meanwhile probes at once, at most once per `PROBE_MIN_INTERVAL_S`
+  and for at most `PROBE_TIMEOUT_S`, and goes ahead when serving is back; otherwise it
+  returns at once with nothing (an editor must never wait on a dead backend).
+Connection attempts to a dead address are paced by the channel's own reconnect backoff (at
+most `_MAX_RECONNECT_BACKOFF_MS` apart), whatever asks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,10 +28,20 @@ from quill.grpc_metadata import routing_metadata
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 
+if TYPE_CHECKING:
+    from tenacity.wait import wait_base
+
 logger = logging.getLogger(__name__)
 
-_BACKOFF_START_S = 0.5
-_BACKOFF_MAX_S = 30.0
+# The background probe's backoff while serving is down: 0.25 s, doubling, capped.
+BACKOFF_START_S = 0.25
+BACKOFF_MAX_S = 2.0
+# A request while serving is down probes at most this often, for at most this long.
+PROBE_MIN_INTERVAL_S = 0.5
+PROBE_TIMEOUT_S = 0.5
+# The channel reconnects at most this far apart, so serving is found within about a second of
+# coming back, and a dead address sees one connection attempt a second at most.
+_MAX_RECONNECT_BACKOFF_MS = 1000
 # Codes that mean serving is not there (or not ready). A DEADLINE_EXCEEDED is one slow
 # request on a busy server, not an outage: that request gets no items and the next one is tried.
 _UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED)
@@ -38,30 +57,50 @@ class ServingUnavailableError(RuntimeError):
     pass
 
 
+def backoff(max_s: float = BACKOFF_MAX_S) -> wait_base:
+    """The one backoff policy of the language server's retries (this probe, the workspace
+    sync): exponential from BACKOFF_START_S, capped at `max_s`, with a little jitter."""
+    from tenacity import wait_exponential_jitter  # lazily: only needed once something fails
+
+    return wait_exponential_jitter(initial=BACKOFF_START_S, max=max_s, jitter=BACKOFF_START_S)
+
+
+def is_unavailable(error: grpc.aio.AioRpcError) -> bool:
+    return error.code() in _UNAVAILABLE_CODES
+
+
 class ServingClient:
     def __init__(
         self,
         address: str,
         notify: Callable[[str, bool], None],
         max_message_bytes: int = 64 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`notify(message, is_error)` tells the user about outages and recoveries."""
         self.address = address
         self._notify = notify
+        self._clock = clock
         self._channel = grpc.aio.insecure_channel(
             address,
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", max_message_bytes),
-                # Reconnect quickly once serving is back; the probe below paces the checks.
+                # Reconnect quickly once serving is back; the probes below pace the checks.
                 ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 5000),
+                ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
             ],
         )
         self._stub = quill_pb2_grpc.QuillStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._down_reason: str | None = None
+        self._back = asyncio.Event()
+        self._back.set()
         self._probe: asyncio.Task[None] | None = None
+        # The probe a request started, and when: requests share it and are rate-limited.
+        self._request_probe: asyncio.Task[bool] | None = None
+        self._request_probe_at = float("-inf")
+        self.probes = 0  # health checks sent while down (tests: no hammering)
 
     @property
     def available(self) -> bool:
@@ -83,7 +122,7 @@ class ServingClient:
         `on_delta` sees the text as it streams (multi-line: whole lines). Cancelling the
         awaiting task cancels the RPC, which aborts the engine request.
         """
-        if self._down_reason is not None:
+        if not await self.usable():
             return None
         call = self._stub.Complete(
             request, timeout=timeout_s, metadata=routing_metadata(request.workspace_id)
@@ -99,8 +138,7 @@ class ServingClient:
             call.cancel()
             raise
         except grpc.aio.AioRpcError as error:
-            if error.code() in _UNAVAILABLE_CODES:
-                self._mark_down(f"{error.code().name}: {error.details()}")
+            if self.note_failure(error):
                 return None
             if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 logger.info("completion timed out after %.1f s", timeout_s)
@@ -112,21 +150,49 @@ class ServingClient:
 
     async def report_events(self, request: pb.ReportEventsRequest, timeout_s: float = 5.0) -> bool:
         """Deliver one batch of events; False when serving did not take it."""
-        if self._down_reason is not None:
+        if not await self.usable():
             return False
         try:
             await self._stub.ReportEvents(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as error:
-            if error.code() in _UNAVAILABLE_CODES:
-                self._mark_down(f"{error.code().name}: {error.details()}")
-            else:
+            if not self.note_failure(error):
                 logger.warning("ReportEvents failed: %s", error.code().name)
             return False
         return True
 
-    async def check_health(self, timeout_s: float = 2.0) -> bool:
+    async def usable(self) -> bool:
+        """Whether to call serving now: yes while it is up; while it is down, only when a probe
+        (started here, or one already under way) finds it back."""
+        if self._down_reason is None:
+            return True
+        probe = self._request_probe
+        if probe is None or probe.done():
+            now = self._clock()
+            if now - self._request_probe_at < PROBE_MIN_INTERVAL_S:
+                return False
+            self._request_probe_at = now
+            probe = self._request_probe = asyncio.ensure_future(self._probe_once(PROBE_TIMEOUT_S))
+        return await asyncio.shield(probe)
+
+    async def wait_until_available(self) -> None:
+        """Return once serving is up (at once while it is)."""
+        await self._back.wait()
+
+    def note_failure(self, error: grpc.aio.AioRpcError) -> bool:
+        """A call failed: when the code means serving is not there, mark it down (and start
+        probing); returns whether it did."""
+        if not is_unavailable(error):
+            return False
+        self._mark_down(f"{error.code().name}: {error.details()}")
+        return True
+
+    async def check_health(self, timeout_s: float = 2.0, wait_for_ready: bool = False) -> bool:
+        """Whether serving answers SERVING within `timeout_s`; `wait_for_ready`: wait for the
+        channel to (re)connect meanwhile instead of failing at once."""
         try:
-            response = await self._health.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+            response = await self._health.Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout_s, wait_for_ready=wait_for_ready
+            )
         except grpc.aio.AioRpcError:
             return False
         return response.status == health_pb2.HealthCheckResponse.SERVING
@@ -139,6 +205,7 @@ class ServingClient:
     def _mark_down(self, reason: str) -> None:
         if self._down_reason is None:
             self._down_reason = reason
+            self._back.clear()
             logger.warning("serving at %s unavailable (%s)", self.address, reason)
             self._notify(
                 f"Quill: serving at {self.address} is unavailable ({reason}); "
@@ -149,17 +216,52 @@ class ServingClient:
             self._probe = asyncio.create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
-        delay = _BACKOFF_START_S
-        while True:
-            await asyncio.sleep(delay)
-            if await self.check_health():
-                logger.info("serving at %s is back", self.address)
-                self._down_reason = None
-                self._notify(f"Quill: connected to serving at {self.address}.", False)
-                return
-            delay = min(delay * 2, _BACKOFF_MAX_S)
+        """Probe until serving is back. Each probe waits up to BACKOFF_MAX_S for the channel
+        to reconnect (so serving is seen the moment a connection succeeds; the channel's own
+        backoff paces the attempts), and the next one starts after the backoff's pause minus
+        the time already waited: a quick answer (serving up, still loading) is not repeated
+        faster than the backoff allows."""
+        from tenacity import AsyncRetrying, retry_if_exception_type, retry_if_result
+
+        waited = 0.0
+        pause = backoff()
+
+        async def probe() -> bool:
+            nonlocal waited
+            started = self._clock()
+            try:
+                return await self._probe_once(BACKOFF_MAX_S, wait_for_ready=True)
+            finally:
+                waited = self._clock() - started
+
+        await asyncio.sleep(BACKOFF_START_S)  # the call that found serving down just failed
+        retrying = AsyncRetrying(
+            wait=lambda state: max(0.0, pause(state) - waited),
+            # Until serving is back, whatever a probe meets: this task must not die.
+            retry=retry_if_result(lambda up: not up) | retry_if_exception_type(Exception),
+        )
+        await retrying(probe)
+
+    async def _probe_once(self, timeout_s: float, wait_for_ready: bool = False) -> bool:
+        """One health check while down; marks serving up when it answers SERVING."""
+        if self._down_reason is None:
+            return True
+        self.probes += 1
+        if not await self.check_health(timeout_s, wait_for_ready):
+            return False
+        self._mark_up()
+        return True
+
+    def _mark_up(self) -> None:
+        if self._down_reason is None:
+            return
+        logger.info("serving at %s is back", self.address)
+        self._down_reason = None
+        self._back.set()
+        self._notify(f"Quill: connected to serving at {self.address}.", False)
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
+        for task in (self._probe, self._request_probe):
+            if task is not None:
+                task.cancel()
         await self._channel.close()

@@ -61,6 +61,10 @@ class Settings:
     retrieval_token_budget: int = checked(0, low=0, high=65_536)
     # Larger workspace files are not synced.
     max_file_bytes: int = checked(1_000_000, low=0, high=_MAX_BYTES)
+    # Workspace sync stops at this many files, or this many bytes of their content (UTF-8),
+    # and says so once: a huge folder opened by mistake is not read and uploaded whole.
+    max_sync_files: int = checked(20_000, low=1, high=10_000_000)
+    max_sync_bytes: int = checked(200_000_000, low=1, high=100_000_000_000)
     # Multi-line: answer with the first line as soon as it is written while the block goes on
     # generating; the editor's next request (after accepting or typing it) gets the block from
     # the same generation. Off: wait for the whole block.

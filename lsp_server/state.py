@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from lsp_server.completion.inflight import CompletionRecord, InFlight
-from lsp_server.completion.timing import AnswerTimes, PauseHistory
+from lsp_server.completion.timing import AnswerTimes, Clock, PauseHistory
 from lsp_server.completion.typeahead import TokenUsage, TypeAheadCache
 
 
@@ -62,6 +62,8 @@ class SessionState:
     # What the timing policy learns: the user's pauses and serving's answer times.
     pauses: PauseHistory = field(default_factory=PauseHistory)
     answer_times: AnswerTimes = field(default_factory=AnswerTimes)
+    # The time those are measured in, and waited on (tests drive a clock of their own).
+    clock: Clock = field(default_factory=Clock)
     # The last serving calls, and (seconds to the early first line, seconds to the whole block)
     # of streamed blocks.
     completion_log: deque[CompletionRecord] = field(default_factory=lambda: deque(maxlen=2000))

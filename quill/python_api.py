@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,7 +293,7 @@ def package_modules(name: str, origin: Path, locations: list[Path]) -> list[tupl
 
 
 def package_definitions(
-    modules: list[tuple[str, Path]], max_entries: int, max_file_bytes: int = 1_000_000
+    modules: Iterable[tuple[str, Path]], max_entries: int, max_file_bytes: int = 1_000_000
 ) -> list[ApiDefinition]:
     """Definitions of the given modules plus the names their packages re-export.
 

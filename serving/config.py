@@ -162,6 +162,11 @@ class RepairConfig:
     max_seconds: float = option(
         300.0, help="a repair streams what it has and ends after this many seconds"
     )
+    first_message_timeout_s: float = option(
+        10.0,
+        help="a Repair stream whose RepairStart has not come this long after it opened ends "
+        "with DEADLINE_EXCEEDED (the language server sends it at once)",
+    )
     max_region_lines: int = option(40, help="longer regions are refused (INVALID_ARGUMENT)")
     max_file_chars: int = option(1_000_000, help="larger files are refused (INVALID_ARGUMENT)")
     max_prompt_tokens: int = option(2048, help="tokens of the file kept in the repair prompt")

@@ -22,11 +22,17 @@ class EngineNotReadyError(RuntimeError):
     """The engine is still loading or has stopped; maps to UNAVAILABLE."""
 
 
+class ClientTooSlowError(RuntimeError):
+    """The client did not send what the call needs in time; maps to DEADLINE_EXCEEDED."""
+
+
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, InvalidRequestError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
     if isinstance(error, EngineNotReadyError):
         return grpc.StatusCode.UNAVAILABLE, str(error)
+    if isinstance(error, ClientTooSlowError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(error)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
 
 

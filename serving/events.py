@@ -45,6 +45,8 @@ class EventRecorder:
                 metrics.EVENTS_REJECTED.labels("clamped").inc()
                 chars = MAX_TYPED_CHARS_PER_BATCH
             metrics.CHARS_TYPED.labels(metrics.language_label(language)).inc(chars)
+        if recorded:
+            self._registry.touch()
         if request.undelivered_events:
             metrics.EVENTS_UNDELIVERED.inc(
                 min(request.undelivered_events, MAX_UNDELIVERED_PER_BATCH)

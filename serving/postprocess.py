@@ -180,6 +180,38 @@ def _settled(line: str) -> bool:
     return any(not (ch.isalnum() or ch == "_") for ch in stripped)
 
 
+# How much code around the cursor BlockCutter parses (tree-sitter: about 10 ms per parse).
+PARSED_CHARS = 32_000
+
+
+def code_before(prefix: str, limit: int) -> str:
+    """The end of `prefix`, about `limit` characters, starting at a top-level line (one that
+    begins with a word, a decorator or a comment at column 0), so the block around the cursor
+    is whole and parses; at most twice `limit`, else from a line start."""
+    if len(prefix) <= limit:
+        return prefix
+    floor = len(prefix) - 2 * limit
+    at = len(prefix) - limit
+    while at > floor:
+        line_start = prefix.rfind("\n", floor, at) + 1
+        if line_start <= floor:
+            break
+        first = prefix[line_start : line_start + 1]
+        if first.isalnum() or first in ("_", "@", "#"):
+            return prefix[line_start:]
+        at = line_start - 1
+    newline = prefix.find("\n", len(prefix) - limit)
+    return prefix[newline + 1 :] if newline >= 0 else prefix[-limit:]
+
+
+def code_after(suffix: str, limit: int) -> str:
+    """The start of `suffix`, at most `limit` characters, cut at a line end."""
+    if len(suffix) <= limit:
+        return suffix
+    newline = suffix.rfind("\n", 0, limit)
+    return suffix[:newline] if newline > 0 else suffix[:limit]
+
+
 class BlockCutter:
     """Where a multi-line suggestion ends, judged as it streams.
 
@@ -194,6 +226,10 @@ class BlockCutter:
     """
 
     def __init__(self, prefix: str, suffix: str, language: str) -> None:
+        # Every judgement parses the code before the cursor again: only the code near it is
+        # kept (parsing 1 MB takes 0.4 s and holds the GIL; serving would stall meanwhile).
+        prefix = code_before(prefix, PARSED_CHARS)
+        suffix = code_after(suffix, PARSED_CHARS)
         self._prefix = prefix
         self._suffix = suffix
         self._line_prefix = current_line_prefix(prefix)

@@ -42,6 +42,8 @@ _HEALTH_PROBE_INTERVAL_S = 10.0
 # Requests carry whole documents; the completion service enforces its own, smaller limit with
 # a clear INVALID_ARGUMENT, so the transport limit only has to be above it.
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# The suggestion registry's file in the data dir.
+SUGGESTIONS_FILE = "suggestions.json"
 
 
 class QuillServicer(quill_pb2_grpc.QuillServicer):
@@ -52,10 +54,13 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         # Every request passes here first (serving/request_limits.py).
         self._limits = RequestLimits(config)
         self._completion: CompletionService | None = None
-        self._suggestions = SuggestionRegistry()
-        self._events = EventRecorder(self._suggestions)
         # Synced workspace files and their retrieval indices (serving/workspaces.py).
         self._workspaces = registry_from_config(config.retrieval)
+        # Kept across restarts under the data dir, so events queued by editors while serving
+        # was away still find their suggestions (serving/suggestions.py).
+        self._suggestions = SuggestionRegistry(path=self._workspaces.data_dir / SUGGESTIONS_FILE)
+        self._suggestions.load()
+        self._events = EventRecorder(self._suggestions)
         self._repair: RepairService | None = None
         # API catalogs per workspace (serving/api_search/); needs no engine.
         self._api_search = ApiSearchService(
@@ -121,8 +126,15 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self._limits.check(request)
         return await self._api_search.handle(request)
 
+    async def keep_suggestions_saved(self) -> None:
+        """Save the suggestion registry periodically (a background task while serving)."""
+        await self._suggestions.save_periodically()
+
     async def close(self) -> None:
         """Save what is indexed and stop background work (on shutdown)."""
+        self._suggestions.save()
+        if self._repair is not None:
+            await self._repair.close()
         await self._api_search.close()
         await self._workspaces.close()
 
@@ -177,6 +189,7 @@ async def serve(
     logger.info("gRPC listening on %s (NOT_SERVING until the engine is ready)", config.address)
 
     engine: Engine | None = None
+    saving = asyncio.create_task(servicer.keep_suggestions_saved())
     loading = asyncio.ensure_future(asyncio.to_thread(start_engine))
     stopping = asyncio.ensure_future(stop.wait())
     probe: asyncio.Task[None] | None = None
@@ -194,6 +207,7 @@ async def serve(
         logger.info("shutting down")
     finally:
         stopping.cancel()
+        saving.cancel()
         if probe is not None:
             probe.cancel()
         metrics.ENGINE_READY.set(0)

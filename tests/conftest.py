@@ -26,22 +26,35 @@ def lsp_command(*extra: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
-    """The real gRPC serving layer on a free loopback port, with the given engine."""
-    from serving.config import CompletionConfig, EngineConfig, ServingConfig
+async def in_process_serving(  # type: ignore[no-untyped-def]
+    engine,
+    *,
+    address: str | None = None,
+    data_dir: Path | None = None,
+    repair=None,
+    **completion_overrides,
+) -> AsyncIterator[str]:
+    """The real gRPC serving layer on a loopback port (a free one unless `address` is given),
+    with the given engine; `data_dir` (default: a fresh temporary one) is where it keeps
+    workspaces and its suggestion registry, so a restart on the same one finds them."""
+    from serving.config import CompletionConfig, EngineConfig, RepairConfig, ServingConfig
     from serving.server import serve
 
-    address = f"127.0.0.1:{free_port()}"
+    address = address or f"127.0.0.1:{free_port()}"
     config = ServingConfig(
         engine=EngineConfig(model="scripted"),
         completion=CompletionConfig(**completion_overrides),
+        repair=repair or RepairConfig(),
         address=address,
         metrics_address="",
         shutdown_grace_s=0.5,
     )
     # Synced workspaces go to a temporary directory, never the user's cache.
-    data_dir = tempfile.TemporaryDirectory(prefix="quill-serving-data-")
-    config.retrieval.data_dir = Path(data_dir.name)
+    temporary = None
+    if data_dir is None:
+        temporary = tempfile.TemporaryDirectory(prefix="quill-serving-data-")
+        data_dir = Path(temporary.name)
+    config.retrieval.data_dir = data_dir
     stop = asyncio.Event()
     task = asyncio.create_task(serve(config, lambda: engine, stop=stop))
     from quill_cli.launcher import wait_for_serving
@@ -52,7 +65,8 @@ async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[st
     finally:
         stop.set()
         await task
-        data_dir.cleanup()
+        if temporary is not None:
+            temporary.cleanup()
 
 
 @pytest.fixture

@@ -25,12 +25,17 @@ at the end of the line it finished (those lines are the suggestion) instead of b
 mid-line by the next keystroke.
 Until there is enough history, requests go out as before. Invoked requests (the user asked) are
 never held back.
+
+Time itself comes from a `Clock` the session owns, so tests drive it instead of racing the
+machine's wall clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import statistics
+import time
 from collections import deque
 from collections.abc import Iterable
 
@@ -44,6 +49,16 @@ IN_WORD = "in_word"
 _MIN_TAIL_SAMPLES = 3
 # The tail's chance reaches 1 only after forever.
 _HIGHEST_CHANCE = 0.99
+
+
+class Clock:
+    """The time the timing policy sees: the monotonic clock, and waits on it."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 def place_kind(line_before: str) -> str:

@@ -68,6 +68,9 @@ class TypeAheadCache:
     def forget(self, uri: str) -> None:
         self._by_uri.pop(uri, None)
 
+    def __len__(self) -> int:
+        return len(self._by_uri)
+
     def lookup(self, uri: str, offset: int, prefix: str) -> TypeAheadHit | None:
         """`prefix` is (at least the tail of) the text before the cursor at `offset`."""
         last = self._by_uri.get(uri)

@@ -81,9 +81,18 @@ def register(server: QuillLanguageServer) -> None:
             "accepted": counters.accepted,
             "acceptedChars": counters.accepted_chars,
             "servingAvailable": ls.serving is not None and ls.serving.available,
+            "servingProbes": ls.serving.probes if ls.serving is not None else 0,
             "eventsDelivered": ls.telemetry.delivered_total,
             "eventsDropped": ls.telemetry.dropped_total,
+            "eventsMalformed": ls.telemetry.malformed_total,
             "typeAheadHits": state.typeahead.hits,
+            # What is kept per document (freed when it closes).
+            "documentsKept": {
+                "open": len(ls.workspace.text_documents),
+                "state": len(state.documents),
+                "typeAhead": len(state.typeahead),
+                "telemetry": ls.telemetry.documents_tracked,
+            },
             "superseded": counters.superseded,
             "reusedInFlight": counters.reused,
             "refreshesSent": counters.refreshes_sent,

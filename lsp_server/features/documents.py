@@ -25,5 +25,6 @@ def register(server: QuillLanguageServer) -> None:
         # pygls has already dropped its copy of the document.
         uri = params.text_document.uri
         ls.state.forget_document(uri)
+        ls.telemetry.document_closed(uri)
         for listener in ls.close_listeners:
             listener(uri)

@@ -99,7 +99,8 @@ class _Request:
         if self.automatic:
             # The pause after this keystroke is measured when the next one comes.
             since = self.state.keystroke_at
-            self.state.open_pause = (self.kind, time.monotonic() if since is None else since)
+            now = ls.state.clock.now()
+            self.state.open_pause = (self.kind, now if since is None else since)
 
     @property
     def superseded(self) -> bool:
@@ -217,7 +218,7 @@ async def _ask(request: _Request) -> types.InlineCompletionList:
     if answer is None:
         return _EMPTY
     text, tokens = answer
-    ls.state.answer_times.record(multi, time.monotonic() - flight.asked_at)
+    ls.state.answer_times.record(multi, ls.state.clock.now() - flight.asked_at)
     if not flight.call.done():
         # The block goes on generating: the client is told as lines come (where it takes
         # refreshes), and the next request gets them; unless its next line would likely
@@ -233,7 +234,7 @@ async def _ask(request: _Request) -> types.InlineCompletionList:
 def _keystroke(ls: QuillLanguageServer, uri: str) -> None:
     if uri not in ls.workspace.text_documents:
         return  # not open: nothing kept for it
-    now = time.monotonic()
+    now = ls.state.clock.now()
     state = ls.state.document(uri)
     if state.open_pause is not None:
         kind, since = state.open_pause
@@ -251,7 +252,7 @@ def _wait_before_asking(request: _Request, multi: bool) -> float:
     fixed = wait_s + (settings.multi_line_delay_ms / 1e3 if multi else 0.0)
     if not request.automatic:
         return fixed
-    now = time.monotonic()
+    now = ls.state.clock.now()
     keystroke = request.state.keystroke_at
     need = ls.state.answer_times.typical(multi) if settings.adaptive_timing else None
     pauses = ls.state.pauses.samples(request.kind) if need is not None else None
@@ -279,7 +280,7 @@ def _next_line_in_time(ls: QuillLanguageServer, state: DocumentState, flight: In
     pauses = ls.state.pauses.samples(flight.kind) if flight.automatic else None
     if not settings.adaptive_timing or pauses is None:
         return True
-    now = time.monotonic()
+    now = ls.state.clock.now()
     lines = sum(1 for line in flight.text.split("\n") if line.strip())
     per_line = (now - flight.asked_at) / max(1, lines)
     keystroke = state.keystroke_at
@@ -311,9 +312,9 @@ def _start(request: _Request, complete: pb.CompleteRequest, wait_s: float) -> In
 
     async def ask_serving() -> Completion | None:
         if wait_s:
-            await asyncio.sleep(wait_s)
+            await ls.state.clock.sleep(wait_s)
         flight.asked = True
-        flight.asked_at = time.monotonic()
+        flight.asked_at = ls.state.clock.now()
         return await ls.serving_client().complete(
             complete, settings.request_timeout_s, on_delta=flight.on_delta
         )

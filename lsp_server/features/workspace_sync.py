@@ -1,32 +1,43 @@
 """Keeps serving's copy of the workspace in step with the editor's, for retrieval and API search.
 
-On `initialized` the workspace root is walked (quill/workspace_files.py: .gitignore, size limit,
-no binary files, nothing outside the root), every file is hashed, and serving gets the complete
-manifest; it answers which contents it lacks, and only those travel, in bounded batches. The
-editor sees `$/progress` begin/report/end with file counts. Then the packages the workspace
-imports (lsp_server/api_extraction.py, when present) go the same way by digest.
+On `initialized` the workspace root is walked once (quill/workspace_files.py: .gitignore, size
+limit, no binary files, nothing outside the root), up to `maxSyncFiles` files and
+`maxSyncBytes` bytes (the user is told once when a cap stops it); only each file's digest and
+size are kept. Serving gets the complete manifest; it answers which contents it lacks, and only
+those are read again and travel, in bounded batches. The editor sees `$/progress`
+begin/report/end with file counts. Then the packages the workspace imports
+(lsp_server/api_extraction.py, when present) go the same way by digest.
 
 Afterwards a saved document is sent at once and an edited one after a pause (debounced per
-document), from the editor's buffer. When serving is unreachable the initial sync retries with
-backoff; nothing here ever blocks a completion.
+document), from the editor's buffer, within the same caps. When serving is unreachable the
+initial sync waits until the serving client finds it back, then retries (with the language
+server's one backoff policy, lsp_server/serving_client.py) from the manifest it already has:
+the workspace is never walked again. Nothing here ever blocks a completion.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from lsprotocol import types
 
 from lsp_server.progress import WorkDoneProgress
 from lsp_server.server import QuillLanguageServer
+from lsp_server.serving_client import backoff
 from lsp_server.workspace_identity import path_of, root_path
 from quill.digest import content_digest
 from quill.grpc_metadata import routing_metadata
 from quill.v1 import quill_pb2 as pb
+from quill.workspace_files import read_text_file
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +47,51 @@ BATCH_BYTES = 4_000_000
 # An edited document is sent after this long without further edits.
 CHANGE_DEBOUNCE_S = 2.0
 _RPC_TIMEOUT_S = 60.0
-_RETRY_START_S = 2.0
-_RETRY_MAX_S = 60.0
+# Retries of the initial sync wait at most this long between them (serving being down is
+# waited out separately, without retrying against it).
+_RETRY_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
 class _File:
     path: str
     sha256: str
-    text: str
+    size: int  # UTF-8 bytes
 
 
-def scan(root: Path, max_file_bytes: int) -> tuple[list[_File], int]:
-    """The workspace's text files with digests, and how many were skipped (blocking)."""
+@dataclass
+class SyncBudget:
+    """The caps on what one workspace syncs: distinct files and their bytes."""
+
+    max_files: int
+    max_bytes: int
+    sizes: dict[str, int] = field(default_factory=dict)
+    total_bytes: int = 0
+    # Set once a file was refused for the caps: what the user is told.
+    exceeded: str | None = None
+
+    def admit(self, path: str, size: int) -> bool:
+        """Count the file in, or refuse it when it would pass a cap."""
+        known = self.sizes.get(path)
+        if known is None and len(self.sizes) >= self.max_files:
+            self.exceeded = f"maxSyncFiles ({self.max_files} files)"
+            return False
+        total = self.total_bytes - (known or 0) + size
+        if total > self.max_bytes:
+            self.exceeded = f"maxSyncBytes ({self.max_bytes} bytes)"
+            return False
+        self.sizes[path] = size
+        self.total_bytes = total
+        return True
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def scan(root: Path, max_file_bytes: int, budget: SyncBudget) -> tuple[list[_File], int]:
+    """The workspace's text files with digests and sizes (no contents kept), and how many were
+    skipped; stops at the budget's caps (blocking)."""
     from quill.workspace_files import walk_workspace
 
     skipped = 0
@@ -58,10 +101,12 @@ def scan(root: Path, max_file_bytes: int) -> tuple[list[_File], int]:
         skipped += 1
         logger.info("not synced (%s): %s", reason, path)
 
-    files = [
-        _File(f.path, content_digest(f.text), f.text)
-        for f in walk_workspace(root, max_file_bytes, on_skip)
-    ]
+    files = []
+    for f in walk_workspace(root, max_file_bytes, on_skip):
+        size = _utf8_size(f.text)
+        if not budget.admit(f.path, size):
+            break
+        files.append(_File(f.path, content_digest(f.text), size))
     return files, skipped
 
 
@@ -71,15 +116,32 @@ def batches(files: list[_File]) -> list[list[_File]]:
     current: list[_File] = []
     size = 0
     for file in files:
-        length = len(file.text.encode("utf-8", "surrogatepass"))
-        if current and (len(current) >= BATCH_FILES or size + length > BATCH_BYTES):
+        if current and (len(current) >= BATCH_FILES or size + file.size > BATCH_BYTES):
             groups.append(current)
             current, size = [], 0
         current.append(file)
-        size += length
+        size += file.size
     if current:
         groups.append(current)
     return groups
+
+
+def read_batch(root: Path, group: list[_File], max_file_bytes: int) -> list[pb.WorkspaceFile]:
+    """The contents serving asked for, read again now (blocking); a file that became unusable
+    since the scan is left out, one that changed goes with its new digest."""
+    found = []
+    root = root.resolve()
+    for file in group:
+        path = root / file.path
+        if not path.resolve().is_relative_to(root):  # a symlink changed since the scan
+            logger.info("not synced (symlink escapes the workspace root): %s", file.path)
+            continue
+        text, reason = read_text_file(path, max_file_bytes)
+        if text is None:
+            logger.info("not synced (%s): %s", reason, file.path)
+            continue
+        found.append(pb.WorkspaceFile(path=file.path, sha256=content_digest(text), content=text))
+    return found
 
 
 class WorkspaceSync:
@@ -88,9 +150,16 @@ class WorkspaceSync:
         self._initial: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The initial scan, kept across retries: (files, how many were skipped).
+        self._manifest: tuple[list[_File], int] | None = None
+        self._budget: SyncBudget | None = None
+        self._told_about_caps = False
+        # Ends background extraction threads at shutdown, so the process can exit.
+        self._stop = threading.Event()
         # The index status of serving's last answer, for `quill.stats` and tests.
         self.last_status: pb.IndexStatus | None = None
         self.files_sent = 0
+        self.scans = 0
 
     # ---- lifecycle ----
 
@@ -99,6 +168,7 @@ class WorkspaceSync:
             self._initial = asyncio.create_task(self._initial_sync_with_retries())
 
     async def close(self) -> None:
+        self._stop.set()
         for handle in self._pending.values():
             handle.cancel()
         for task in [self._initial, *self._tasks]:
@@ -106,22 +176,24 @@ class WorkspaceSync:
                 task.cancel()
 
     async def _initial_sync_with_retries(self) -> None:
-        delay = _RETRY_START_S
-        while True:
-            try:
-                await self.sync_all()
-                return
-            except grpc.aio.AioRpcError as error:
-                logger.info(
-                    "workspace sync failed (%s); retrying in %.0f s", error.code().name, delay
-                )
-            except Exception:  # noqa: BLE001 - sync is best effort, never fatal to the server
-                logger.exception("workspace sync failed")
-                return
-            finally:
-                self._server.state.workspace_synced.set()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_MAX_S)
+        from tenacity import AsyncRetrying, retry_if_exception_type
+
+        try:
+            async for attempt in AsyncRetrying(
+                wait=backoff(_RETRY_MAX_S),
+                retry=retry_if_exception_type(grpc.aio.AioRpcError),
+                before_sleep=_log_retry,
+            ):
+                with attempt:
+                    try:
+                        # While serving is down, wait for the serving client to find it back
+                        # instead of retrying against a dead address.
+                        await self._server.serving_client().wait_until_available()
+                        await self.sync_all()
+                    finally:
+                        self._server.state.workspace_synced.set()
+        except Exception:  # noqa: BLE001 - sync is best effort, never fatal to the server
+            logger.exception("workspace sync failed")
 
     # ---- the initial (and any full) sync ----
 
@@ -140,9 +212,37 @@ class WorkspaceSync:
                 progress.end(self._summary())
         await self._sync_packages(root, wid)
 
+    def _caps(self) -> SyncBudget:
+        if self._budget is None:
+            settings = self._server.settings
+            self._budget = SyncBudget(settings.max_sync_files, settings.max_sync_bytes)
+        return self._budget
+
+    async def _scan_once(self, root: Path) -> tuple[list[_File], int]:
+        if self._manifest is None:
+            self.scans += 1
+            budget = self._caps()
+            max_file_bytes = self._server.settings.max_file_bytes
+            self._manifest = await asyncio.to_thread(scan, root, max_file_bytes, budget)
+            self._tell_about_caps()
+        return self._manifest
+
+    def _tell_about_caps(self) -> None:
+        budget = self._caps()
+        if budget.exceeded is None or self._told_about_caps:
+            return
+        self._told_about_caps = True
+        message = (
+            f"Quill: the workspace is larger than {budget.exceeded}; "
+            f"{len(budget.sizes)} files ({budget.total_bytes} bytes) are synced for retrieval, "
+            "the rest is left out. Raise the setting to include more."
+        )
+        logger.warning("%s", message)
+        self._server.notify_user(message, True)
+
     async def _sync_files(self, root: Path, wid: str, progress: WorkDoneProgress) -> None:
         ls = self._server
-        files, skipped = await asyncio.to_thread(scan, root, ls.settings.max_file_bytes)
+        files, skipped = await self._scan_once(root)
         progress.report(f"{len(files)} files found", 0)
         answer = await self._call(
             pb.SyncWorkspaceRequest(
@@ -155,15 +255,8 @@ class WorkspaceSync:
         to_send = [f for f in files if f.path in needed]
         sent = 0
         for group in batches(to_send):
-            await self._call(
-                pb.SyncWorkspaceRequest(
-                    workspace_id=wid,
-                    files=[
-                        pb.WorkspaceFile(path=f.path, sha256=f.sha256, content=f.text)
-                        for f in group
-                    ],
-                )
-            )
+            contents = await asyncio.to_thread(read_batch, root, group, ls.settings.max_file_bytes)
+            await self._call(pb.SyncWorkspaceRequest(workspace_id=wid, files=contents))
             sent += len(group)
             self.files_sent += len(group)
             progress.report(
@@ -180,7 +273,7 @@ class WorkspaceSync:
             return
         try:
             packages = await package_catalog(
-                root, getattr(self._server.settings, "python_path", "") or None
+                root, getattr(self._server.settings, "python_path", "") or None, self._stop
             )
         except Exception:  # noqa: BLE001 - another feature's extraction must not stop the sync
             logger.exception("API package extraction failed")
@@ -228,11 +321,13 @@ class WorkspaceSync:
         if not path.is_relative_to(root):
             return  # a file outside the workspace is not part of its index
         text = document.source
-        if (
-            "\x00" in text
-            or len(text.encode("utf-8", "surrogatepass")) > ls.settings.max_file_bytes
-        ):
+        size = _utf8_size(text)
+        if "\x00" in text or size > ls.settings.max_file_bytes:
             logger.info("not synced (binary or too large): %s", uri)
+            return
+        if not self._caps().admit(ls.relative_path(uri), size):
+            logger.info("not synced (workspace caps): %s", uri)
+            self._tell_about_caps()
             return
         try:
             await self._call(
@@ -250,12 +345,16 @@ class WorkspaceSync:
             logger.info("document sync failed: %s", error.code().name)
 
     async def _call(self, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
-        stub = self._server.serving_client().stub
-        answer: pb.SyncWorkspaceResponse = await stub.SyncWorkspace(
-            request,
-            timeout=_RPC_TIMEOUT_S,
-            metadata=routing_metadata(request.workspace_id),
-        )
+        serving = self._server.serving_client()
+        try:
+            answer: pb.SyncWorkspaceResponse = await serving.stub.SyncWorkspace(
+                request,
+                timeout=_RPC_TIMEOUT_S,
+                metadata=routing_metadata(request.workspace_id),
+            )
+        except grpc.aio.AioRpcError as error:
+            serving.note_failure(error)  # serving gone: the serving client looks for its return
+            raise
         for path, reason in answer.rejected.items():
             logger.info("serving refused %s: %s", path, reason)
         self.last_status = answer.status
@@ -266,6 +365,13 @@ class WorkspaceSync:
         if status is None:
             return "not synced"
         return f"{status.files_indexed} files indexed, {status.files_pending} pending"
+
+
+def _log_retry(retry_state: RetryCallState) -> None:
+    error = retry_state.outcome.exception() if retry_state.outcome else None
+    code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "?"
+    wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+    logger.info("workspace sync failed (%s); retrying in %.1f s", code, wait)
 
 
 def register(server: QuillLanguageServer) -> None:

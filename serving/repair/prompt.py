@@ -23,6 +23,9 @@ PROMPT_STYLES = ("rewrite", "hint", "regenerate")
 _MAX_WINDOW_LINES_AFTER = 40
 _MAX_FAILURE_LINES = 6
 _MAX_FAILURE_LINE_CHARS = 160
+# Characters per token no tokenizer exceeds on average: only the prompt's last
+# budget * this many characters are encoded (a 1 MB file would stall the event loop).
+_MAX_CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def build_prompt(
         text = "\n".join(
             [*shown, "", "", title, *notes, *region.lines[block_start : region.start], head]
         )
-        ids = encode(text) or encode("\n")
+        ids = encode(_tail(text, budget_tokens)) or encode("\n")
         return RepairPrompt(token_ids=ids[-budget_tokens:], head=head)
     if style == "hint":
         notes += [
@@ -93,9 +96,18 @@ def build_prompt(
         notes.append(f"{indent}# fixed:")
     text = "\n".join([*before, *notes, head])
     # An empty prompt (region at the top of the file, nothing before it) is not a prompt.
-    ids = encode(text) or encode("\n")
+    ids = encode(_tail(text, budget_tokens)) or encode("\n")
     # Keep the end of the file: the code right before the region matters most.
     return RepairPrompt(token_ids=ids[-budget_tokens:], head=head)
+
+
+def _tail(text: str, budget_tokens: int) -> str:
+    """The end of `text` that holds more than `budget_tokens` tokens, from a line start."""
+    start = len(text) - budget_tokens * _MAX_CHARS_PER_TOKEN
+    if start <= 0:
+        return text
+    newline = text.find("\n", start)
+    return text[newline + 1 :] if newline >= 0 else text[start:]
 
 
 def _top_level_block(region: Region) -> tuple[int, int]:

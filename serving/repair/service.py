@@ -20,7 +20,8 @@ from quill.v1 import quill_pb2 as pb
 from serving import metrics
 from serving.config import RepairConfig
 from serving.engine.base import Engine
-from serving.errors import InvalidRequestError
+from serving.errors import ClientTooSlowError, InvalidRequestError
+from serving.offload import ParsePool
 from serving.prompt import prompt_token_budget
 from serving.repair.decoder import DecodeParams, RepairDecoder, SampleResult
 from serving.repair.guide import CompletionGuide, GuideStats
@@ -32,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 def validate(start: pb.RepairStart, settings: RepairConfig) -> Region:
-    """The region to repair; sizes were checked at the edge (serving/request_limits.py)."""
+    """The region to repair; sizes were checked at the edge (serving/request_limits.py), and
+    the syntax check, which may parse the whole file, is `check_parses`."""
     text = start.text
     if not text.strip():
         raise InvalidRequestError("the file is empty; there is nothing to repair")
@@ -52,18 +54,21 @@ def validate(start: pb.RepairStart, settings: RepairConfig) -> Region:
         )
     if not 0.0 <= start.temperature <= 2.0:
         raise InvalidRequestError(f"temperature {start.temperature} is outside [0, 2]")
-    region = Region(lines, first, last)
-    language = start.language or "python"
-    if syntax_error(language, text) is not None:
-        # A broken region is what repair is for; a file broken elsewhere no patch can fix.
-        placeholder = region.indentation + ("pass" if language == "python" else "")
-        elsewhere = syntax_error(language, region.splice(placeholder))
-        if elsewhere is not None:
-            raise InvalidRequestError(
-                f"the file does not parse outside lines {first + 1}-{last + 1} ({elsewhere}); "
-                "repair replaces only the region, so fix that first"
-            )
-    return region
+    return Region(lines, first, last)
+
+
+async def check_parses(region: Region, language: str, text: str, parsing: ParsePool) -> None:
+    """A broken region is what repair is for; a file broken elsewhere no patch can fix."""
+    if await parsing.run(len(text), syntax_error, language, text) is None:
+        return
+    placeholder = region.indentation + ("pass" if language == "python" else "")
+    spliced = region.splice(placeholder)
+    elsewhere = await parsing.run(len(spliced), syntax_error, language, spliced)
+    if elsewhere is not None:
+        raise InvalidRequestError(
+            f"the file does not parse outside lines {region.start + 1}-{region.end + 1} "
+            f"({elsewhere}); repair replaces only the region, so fix that first"
+        )
 
 
 class RepairService:
@@ -72,20 +77,20 @@ class RepairService:
         self._settings = settings or RepairConfig()
         if self._settings.prompt_style not in PROMPT_STYLES:
             raise ValueError(f"unknown repair prompt style {self._settings.prompt_style!r}")
+        # Syntax checks of large files, off the event loop (serving/offload.py).
+        self._parsing = ParsePool()
+
+    async def close(self) -> None:
+        await self._parsing.close()
 
     async def repair(
         self,
         requests: AsyncIterator[pb.RepairClientMessage],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.RepairServerMessage]:
-        try:
-            first = await anext(aiter(requests))
-        except StopAsyncIteration:
-            raise InvalidRequestError("the stream ended before a RepairStart message") from None
-        if not first.HasField("start"):
-            raise InvalidRequestError("the first message of a Repair stream must be RepairStart")
-        start = first.start
+        start = await _first_message(requests, self._settings.first_message_timeout_s)
         region = validate(start, self._settings)
+        await check_parses(region, start.language or "python", start.text, self._parsing)
         mode = "unguided" if start.unguided else "guided"
         outbox: asyncio.Queue[pb.RepairServerMessage | None] = asyncio.Queue()
         oracle = StreamOracle(
@@ -166,7 +171,9 @@ class RepairService:
                 for finished in asyncio.as_completed(tasks):
                     result = await finished
                     done += 1
-                    candidate = await _candidate(result, region, language, oracle, seen)
+                    candidate = await _candidate(
+                        result, region, language, oracle, seen, self._parsing
+                    )
                     if candidate is not None:
                         sent += 1
                         metrics.REPAIR_CANDIDATES.labels(
@@ -212,12 +219,14 @@ async def _candidate(
     language: str,
     oracle: StreamOracle,
     seen: set[str],
+    parsing: ParsePool,
 ) -> pb.RepairCandidate | None:
     """The sample as a new candidate, or None (given up, the original text, or a duplicate)."""
     if result.patch is None or _normalized(result.patch) in seen:
         return None
     seen.add(_normalized(result.patch))
-    parses = syntax_error(language, region.splice(result.patch)) is None
+    spliced = region.splice(result.patch)
+    parses = await parsing.run(len(spliced), syntax_error, language, spliced) is None
     # Only a patch that parses can have its names resolved meaningfully.
     unresolved = await oracle.unresolved_names(result.patch) if parses else None
     return pb.RepairCandidate(
@@ -227,6 +236,25 @@ async def _candidate(
         names_resolve=unresolved == [],
         sample_index=result.index,
     )
+
+
+async def _first_message(
+    requests: AsyncIterator[pb.RepairClientMessage], timeout_s: float
+) -> pb.RepairStart:
+    """The stream's RepairStart, which must come first and within `timeout_s`: a stream that
+    never sends it must not hold the call (and its slot on the server) forever."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            first = await anext(aiter(requests))
+    except StopAsyncIteration:
+        raise InvalidRequestError("the stream ended before a RepairStart message") from None
+    except TimeoutError:
+        raise ClientTooSlowError(
+            f"no RepairStart within {timeout_s:g} s of the stream's start"
+        ) from None
+    if not first.HasField("start"):
+        raise InvalidRequestError("the first message of a Repair stream must be RepairStart")
+    return first.start
 
 
 def _normalized(patch: str) -> str:

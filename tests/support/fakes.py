@@ -1,6 +1,7 @@
 """Fakes for unit tests of one layer at a time (never for end-to-end tests):
 
-- `ScriptedEngine`, `TokenScriptedEngine`: the engine, for the layers above it in serving;
+- `ScriptedEngine`, `GatedEngine`, `TokenScriptedEngine`: the engine, for the layers above it
+  in serving (and for the language server's tests through in-process serving);
 - `ScriptedNameOracle`: the language server's name oracle, for serving's guided decoder;
 - `ScriptedRepair`: a `Repair` servicer on a real in-process grpc.aio server, for the client
   side of repair (the repair client, the language server's code action, `quill repair`). It asks
@@ -81,6 +82,21 @@ class ScriptedEngine(_AlwaysHealthy):
                 self.aborted.append(request.request_id)
 
 
+@dataclass
+class GatedEngine(ScriptedEngine):
+    """A ScriptedEngine whose requests wait at `gate` before generating: a test decides when an
+    answer comes. `arrived` counts requests that reached the engine."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: int = 0
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
+        self.arrived += 1
+        await self.gate.wait()
+        async for output in super().generate(request):
+            yield output
+
+
 # Next-token choices for the text so far (prompt and generated): (token text, logprob), best
 # first. An empty list ends the sequence (end of text).
 TokenScript = Callable[[str], list[tuple[str, float]]]
@@ -105,6 +121,7 @@ class TokenScriptedEngine(_AlwaysHealthy):
     steps_generated: int = 0
     _vocab: list[str] = field(default_factory=lambda: [""])
     _ids: dict[str, int] = field(default_factory=lambda: {"": 0})
+    _pattern: tuple[int, re.Pattern[str]] | None = None
 
     def token_id(self, token: str) -> int:
         if token not in self._ids:
@@ -113,13 +130,15 @@ class TokenScriptedEngine(_AlwaysHealthy):
         return self._ids[token]
 
     def encode(self, text: str) -> list[int]:
-        ids: list[int] = []
-        index = 0
-        while index < len(text):
-            size = max((len(t) for t in self._ids if t and text.startswith(t, index)), default=1)
-            ids.append(self.token_id(text[index : index + size]))
-            index += size
-        return ids
+        return [self.token_id(token) for token in self._tokens().findall(text)]
+
+    def _tokens(self) -> re.Pattern[str]:
+        """Known tokens, longest first, else one character (rebuilt as the vocabulary grows)."""
+        if self._pattern is None or self._pattern[0] != len(self._vocab):
+            known = sorted((t for t in self._vocab if t), key=len, reverse=True)
+            alternatives = [re.escape(t) for t in known] + ["(?s:.)"]
+            self._pattern = (len(self._vocab), re.compile("|".join(alternatives)))
+        return self._pattern[1]
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return "".join(self._vocab[t] for t in token_ids)

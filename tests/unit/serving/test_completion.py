@@ -212,3 +212,24 @@ async def test_not_serving_until_engine_loads() -> None:
         release.set()
         stop.set()
         await task
+
+
+async def test_health_stays_responsive_during_a_multi_line_completion_of_a_1_mb_file() -> None:
+    from tests.support.health import health_answers_during
+
+    body = "def f(x):\n    y = x + 1\n    return y\n\n\n" * 24_000  # about 1 MB of Python
+    prefix = body + "def g(n):\n    if n:"
+    chunks = ["\n", "        return 1", "\n", "    return 2", "\n", "x = 1", "\n"]
+    engine = ScriptedEngine(chunks=chunks, step_delay_s=0.01)
+    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+        request = pb.CompleteRequest(
+            prefix=prefix, language="python", mode=pb.COMPLETION_MODE_MULTI_LINE
+        )
+        answers, (_, done) = await health_answers_during(
+            _collect(quill_pb2_grpc.QuillStub(channel), request), address
+        )
+    # Cut by syntax as for a small file: the `if` statement's block, then the function's line.
+    assert done.text == "\n        return 1\n    return 2"
+    cpu = max(c for _, c in answers)
+    print(f"{len(answers)} health answers: at most {cpu * 1e3:.0f} ms of serving's CPU in one")
+    assert cpu < 0.1

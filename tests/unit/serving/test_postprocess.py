@@ -219,3 +219,21 @@ def _indentation_cut(generated: str, prefix: str, suffix: str) -> str:
     from serving.postprocess import current_line_prefix, trim_suffix_overlap
 
     return trim_suffix_overlap(finish_multi_line(generated, current_line_prefix(prefix)), suffix)
+
+
+def test_only_the_code_near_the_cursor_is_parsed() -> None:
+    from serving.postprocess import code_after, code_before
+
+    top = "def f(x):\n    return x\n\n\n"
+    prefix = top * 1000 + "class A:\n    def g(self):\n        if self:"
+    window = code_before(prefix, 100)
+    assert prefix.endswith(window)
+    # From a top-level line at least 100 characters back: the class is whole.
+    assert window.startswith("def f(x):") and len(window) >= 100
+    assert code_before("x = 1\n", 100) == "x = 1\n"
+    # No top-level line within twice the limit: from a line start.
+    nested = "    pass\n" * 100 + "    x = "
+    assert code_before(nested, 50).startswith("    pass\n") and len(code_before(nested, 50)) <= 58
+    suffix = "    y = 2\n" * 100
+    assert suffix.startswith(code_after(suffix, 100)) and len(code_after(suffix, 100)) <= 100
+    assert code_after(suffix, 100).endswith("y = 2")

@@ -5,6 +5,8 @@ saved edits re-index, and completion prompts carry another file's definition."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -16,7 +18,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from tests.conftest import in_process_serving, lsp_command
-from tests.support.fakes import ScriptedEngine
+from tests.support.fakes import ScriptedEngine, scripted_repair_serving
 from tests.support.lsp import complete_at_end, open_document
 from tests.support.retrieval_workspace import BILLING, initialize_in, workspace_id, write_workspace
 
@@ -166,3 +168,83 @@ async def test_a_small_budget_limits_the_context(
         assert 0 <= context <= budget
         assert (context > 0) == (budget == 300)
         assert sum(s.tokens for s in responses[-1].done.context_sources) <= context
+
+
+@dataclass
+class _FlakySync(quill_pb2_grpc.QuillServicer):
+    """SyncWorkspace that fails its first call after `before_failing` ran (UNAVAILABLE: serving
+    went away), then answers that every file in a manifest is needed; it records what came."""
+
+    before_failing: Callable[[], None] = lambda: None
+    calls: int = 0
+    manifests: list[list[str]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    async def SyncWorkspace(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self.calls += 1
+        if self.calls == 1:
+            self.before_failing()
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
+        if request.manifest_complete:
+            self.manifests.append(sorted(entry.path for entry in request.manifest))
+        self.files.update({f.path: f.content for f in request.files})
+        return pb.SyncWorkspaceResponse(
+            needed_paths=[entry.path for entry in request.manifest],
+            status=pb.IndexStatus(files_indexed=len(self.files)),
+        )
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met")
+
+
+async def test_a_failed_sync_is_retried_from_the_first_scan_reading_only_what_is_needed(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    write_workspace(tmp_path, MAIN)
+
+    def change_the_workspace() -> None:  # while serving is away
+        (tmp_path / "added.py").write_text("added = 1\n")
+        (tmp_path / "geo.py").write_text("RADIUS = 2\n")
+
+    servicer = _FlakySync(before_failing=change_the_workspace)
+    async with scripted_repair_serving(servicer) as address:
+        await initialize_in(client, tmp_path, address)
+        await _until(lambda: len(servicer.files) == 3)
+    # The workspace was walked once: the retry sent the first scan's manifest (no added.py),
+    # and read again only the files serving asked for (geo.py as it is now).
+    assert servicer.manifests == [["geo.py", "main.py", "shop/billing.py"]]
+    assert servicer.files["geo.py"] == "RADIUS = 2\n"
+
+
+@pytest.mark.parametrize(
+    ("caps", "synced"),
+    [({"maxSyncFiles": 2}, 2), ({"maxSyncBytes": len(BILLING) + 10}, 1)],
+)
+async def test_sync_stops_at_the_caps_and_says_so_once(
+    client: LanguageClient, tmp_path: Path, caps: dict[str, int], synced: int
+) -> None:
+    write_workspace(tmp_path, MAIN)
+    servicer = _FlakySync(calls=1)  # no failure
+    async with scripted_repair_serving(servicer) as address:
+        await initialize_in(client, tmp_path, address, **caps)
+        await _until(lambda: len(servicer.manifests) == 1)
+        await _until(lambda: len(servicer.files) == synced)
+        # A new file saved later is past the cap too.
+        extra = tmp_path / "later.py"
+        later = "later = 1\n" * 100
+        extra.write_text(later)
+        open_document(client, extra.as_uri(), later)
+        client.text_document_did_save(
+            types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(
+                extra.as_uri()))
+        )  # fmt: skip
+        await asyncio.sleep(0.5)
+    assert len(servicer.manifests[0]) == synced and "later.py" not in servicer.files
+    (name,) = caps
+    told = [m.message for m in client.messages if name in m.message]
+    assert len(told) == 1, told

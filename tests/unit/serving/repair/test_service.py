@@ -19,6 +19,7 @@ from serving.errors import ErrorInterceptor
 from serving.server import QuillServicer
 from tests.conftest import in_process_serving
 from tests.support.fakes import ScriptedNameOracle, TokenScriptedEngine
+from tests.support.health import health_answers_during
 
 FILE = "def total(items):\n    result = sum(items)\n    return rslt\n"
 SCRIPT = {
@@ -252,5 +253,64 @@ def test_a_client_going_away_aborts_every_engine_request() -> None:
             await asyncio.sleep(0.3)
             assert engine.steps_generated == steps  # nothing generates for nobody
         assert engine.requests and len(engine.aborted) == len(engine.requests)
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_without_repair_start_ends_at_the_first_message_deadline() -> None:
+    config = RepairConfig(first_message_timeout_s=0.3)
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+
+        async def silent() -> AsyncIterator[pb.RepairClientMessage]:
+            await never.wait()  # a client that opens the stream and sends nothing
+            yield pb.RepairClientMessage()
+
+        async with (
+            in_process_serving(scripted_engine(SCRIPT), repair=config) as address,
+            grpc.aio.insecure_channel(address) as channel,
+        ):
+            started = time.perf_counter()
+            call = quill_pb2_grpc.QuillStub(channel).Repair(silent(), timeout=30)
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                async for _ in call:
+                    pass
+            elapsed = time.perf_counter() - started
+        assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "no RepairStart within 0.3 s" in (error.value.details() or "")
+        assert elapsed < 10
+
+    asyncio.run(scenario())
+
+
+def _large_file() -> str:
+    """Nearly 1 MB (the limit) of Python that parses, with FILE's bug at its end."""
+    helpers = "".join(f"def helper_{n}(x):\n    return x + {n}\n\n\n" for n in range(23_000))
+    return helpers + FILE
+
+
+def test_health_answers_within_100_ms_while_a_1_mb_file_is_repaired() -> None:
+    text = _large_file()
+    assert 900_000 < len(text) < 1_000_000
+    region_line = text.count("\n") - 1  # FILE's `return rslt`
+
+    async def scenario() -> None:
+        async with in_process_serving(scripted_engine(SCRIPT), repair=RepairConfig()) as address:
+            request = start(text=text, start=pb.Position(line=region_line),
+                            end=pb.Position(line=region_line), unguided=True)  # fmt: skip
+            answers, (candidates, done, _) = await health_answers_during(
+                drive(address, request, None), address
+            )
+        assert done is not None
+        # The file with the patch in place was parsed (in the pool: it is large).
+        assert [(c.patch, c.parses) for c in candidates] == [("    return reslt", True)]
+        wall, cpu = (max(column) for column in zip(*answers, strict=True))
+        print(f"{len(answers)} health answers during the repair: slowest {wall * 1e3:.0f} ms, "
+              f"at most {cpu * 1e3:.0f} ms of serving's CPU time in one")  # fmt: skip
+        assert len(answers) >= 10
+        # Nothing serving does holds an answer up by 100 ms (parsing the file alone takes
+        # about 1.6 s: it happens in another process).
+        assert cpu < 0.1
 
     asyncio.run(scenario())

@@ -1,0 +1,89 @@
+"""The suggestion registry kept across a restart of serving: saved under the data dir, bounded,
+read back as untrusted input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from serving import suggestions
+from serving.events import new_record
+from serving.suggestions import SuggestionRecord, SuggestionRegistry
+
+
+def test_a_saved_registry_is_loaded_with_its_counts(tmp_path: Path) -> None:
+    path = tmp_path / "suggestions.json"
+    first = SuggestionRegistry(path=path)
+    first.add("a", new_record("python", "single", 10))
+    first.add("b", new_record("rust", "multi", 30))
+    record = first.get("a")
+    assert record is not None
+    record.shown, record.accepted_chars = True, 4
+    first.touch()
+    first.save()
+
+    second = SuggestionRegistry(path=path)
+    second.load()
+    assert second.get("a") == SuggestionRecord("python", "single", 10, True, 4, False)
+    assert second.get("b") == SuggestionRecord("rust", "multi", 30)
+    assert len(second) == 2
+
+
+def test_only_the_newest_records_are_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(suggestions, "PERSISTED_RECORDS", 3)
+    path = tmp_path / "suggestions.json"
+    registry = SuggestionRegistry(path=path)
+    for name in "abcde":
+        registry.add(name, new_record("python", "single", 1))
+    registry.save()
+    loaded = SuggestionRegistry(path=path, capacity=2)
+    loaded.load()
+    # Three newest saved (c, d, e); a registry of capacity 2 keeps the newest two.
+    assert [n for n in "abcde" if loaded.get(n)] == ["d", "e"]
+    assert len(json.loads(path.read_text())["records"]) == 3
+
+
+def test_malformed_records_and_files_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "suggestions.json"
+    good = ["ok", "python", "single", 5, False, 0, False]
+    rows = [
+        good,
+        ["x" * 65, "python", "single", 5, False, 0, False],  # id too long
+        ["m", "python", "sideways", 5, False, 0, False],  # unknown mode
+        ["n", "python", "single", 5, False, 6, False],  # accepted more than its length
+        ["o", "python", "single", True, False, 0, False],  # length not an int
+        ["p", "klingon", "multi", 5, False, 0, False],  # an unknown label becomes "other"
+        ["short"],
+        "not a row",
+    ]
+    path.write_text(json.dumps({"version": 1, "records": rows}))
+    registry = SuggestionRegistry(path=path)
+    registry.load()
+    assert len(registry) == 2
+    assert registry.get("p") == SuggestionRecord("other", "multi", 5)
+
+    for text in ("{not json", json.dumps({"version": 99, "records": [good]}), "[1, 2]"):
+        path.write_text(text)
+        ignored = SuggestionRegistry(path=path)
+        ignored.load()
+        assert len(ignored) == 0
+
+
+async def test_changes_are_saved_periodically(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "suggestions.json"
+    registry = SuggestionRegistry(path=path)
+    saver = asyncio.create_task(registry.save_periodically(0.01))
+    try:
+        registry.add("a", new_record("python", "single", 3))
+        for _ in range(300):
+            if path.exists():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        saver.cancel()
+    assert json.loads(path.read_text())["records"] == [
+        ["a", "python", "single", 3, False, 0, False]
+    ]
