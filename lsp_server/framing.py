@@ -33,8 +33,8 @@ _HEADER = re.compile(rb"(?i)content-length:[ \t]{0,8}\d{1,20}[ \t]{0,8}\r?\n")
 _HEADER_SPAN = 64
 # The end of a body that is the beginning of a header, cut off by the body's (too large) length.
 _HEADER_START_AT_END = re.compile(
-    rb"(?i)c(?:o(?:n(?:t(?:e(?:n(?:t(?:-(?:l(?:e(?:n(?:g(?:t(?:h(?::[ \t]*\d*[ \t]*\r?)?)?)?)?)?)?)?)?"
-    rb")?)?)?)?)?)?\Z"
+    rb"(?i)c(?:o(?:n(?:t(?:e(?:n(?:t(?:-(?:l(?:e(?:n(?:g(?:t(?:h(?::[ \t]*\d*[ \t]*\r?)?"
+    rb")?)?)?)?)?)?)?)?)?)?)?)?)?\Z"
 )
 _HEADER_NAME = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 # A Content-Length longer than this is not a length anyone can send.
@@ -206,7 +206,9 @@ class FrameParser:
             at = self._seen - len(self._tail) + found.start()
             rest = window[found.start() :] + bytes(self._buffer[len(piece) :])
             self._keep_bytes(piece[: max(0, at - self._seen)])
-            problem = f"a header came after {at} bytes of a body with Content-Length {self._declared}"
+            problem = (
+                f"a header came after {at} bytes of a body with Content-Length {self._declared}"
+            )
             frames.append(self._end_body(at, problem))
             self._buffer[:] = rest
             return True
@@ -267,7 +269,9 @@ class FrameParser:
         return True
 
     def _skipped_frame(self) -> Frame:
-        frame = Frame(b"", complete=False, problem=f"skipped {self._skipped} bytes: {self._skip_reason}")
+        frame = Frame(
+            b"", complete=False, problem=f"skipped {self._skipped} bytes: {self._skip_reason}"
+        )
         self._skipped = 0
         self._skip_reason = ""
         return frame

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 SERVER_NAME = "quill"
 SERVER_VERSION = "0.1.0"
 
+
 class QuillLanguageServer(LanguageServer):
     """The server and what it owns: settings, the serving connection, telemetry and the
     session's typed state. Features (lsp_server/features/) register handlers on it and hook

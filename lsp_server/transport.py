@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import select
@@ -162,7 +163,5 @@ class _Writer:
 
     def close(self) -> None:
         self._closed = True
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._stream.close()
-        except (OSError, ValueError):
-            pass

@@ -32,7 +32,7 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 SERVER_NOT_INITIALIZED = -32002
 
-MsgId = Union[int, str]
+MsgId = int | str
 
 _POSSIBLE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -71,7 +71,9 @@ def decode(body: bytes) -> Any:
         return json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError) as error:
         reason = str(error) if isinstance(error, ValueError) else "nested too deeply"
-        raise MessageError(PARSE_ERROR, f"not UTF-8 JSON: {reason[:200]}", recover_id(body)) from None
+        raise MessageError(
+            PARSE_ERROR, f"not UTF-8 JSON: {reason[:200]}", recover_id(body)
+        ) from None
 
 
 def recover_id(head: bytes) -> MsgId | None:
@@ -164,14 +166,14 @@ def replace_lone_surrogates(data: dict[str, Any] | list[Any], raw: bytes) -> int
 # -- the strict converter --------------------------------------------------------------------
 
 
-class _WrongType(TypeError):
+class _WrongTypeError(TypeError):
     """A JSON value of the wrong type; its message is what the client is told."""
 
 
 def _exactly(kind: type, name: str) -> Callable[[Any, Any], Any]:
     def structure(value: Any, _: Any) -> Any:
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise _WrongType(f"expected {name}, got {_json_type(value)}")
+            raise _WrongTypeError(f"expected {name}, got {_json_type(value)}")
         return value
 
     return structure
@@ -179,23 +181,23 @@ def _exactly(kind: type, name: str) -> Callable[[Any, Any], Any]:
 
 def _number(value: Any, _: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _WrongType(f"expected a number, got {_json_type(value)}")
+        raise _WrongTypeError(f"expected a number, got {_json_type(value)}")
     return float(value)
 
 
 def _id_or_token(value: Any, _: Any) -> int | str:
     if not is_message_id(value):
-        raise _WrongType(f"expected an integer or a string, got {_json_type(value)}")
+        raise _WrongTypeError(f"expected an integer or a string, got {_json_type(value)}")
     return value  # type: ignore[no-any-return]
 
 
 def _enum_member(value: Any, kind: type[enum.Enum]) -> enum.Enum:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _WrongType(f"expected one of {kind.__name__}'s values, got {_json_type(value)}")
+        raise _WrongTypeError(f"expected one of {kind.__name__}'s values, got {_json_type(value)}")
     try:
         return kind(value)
     except ValueError:
-        raise _WrongType(f"{value!r} is not one of {kind.__name__}'s values") from None
+        raise _WrongTypeError(f"{value!r} is not one of {kind.__name__}'s values") from None
 
 
 def _is_enum(kind: Any) -> bool:
@@ -220,9 +222,11 @@ def strict_converter() -> cattrs.Converter:
         if _is_enum(kind):
             converter.register_structure_hook(kind, _enum_member)
     # lsprotocol lets anything through for these unions (request ids, progress tokens).
-    for union in (Union[int, str], Union[str, int]):
+    # typing.Union, not `|`: the hooks are found by the exact type lsprotocol's fields declare.
+    for union in (Union[int, str], Union[str, int]):  # noqa: UP007
         converter.register_structure_hook(union, _id_or_token)
-    converter.register_structure_hook(Union[types.LanguageKind, str], _exactly(str, "a string"))
+    language = Union[types.LanguageKind, str]  # noqa: UP007
+    converter.register_structure_hook(language, _exactly(str, "a string"))
 
     def sequence_factory(kind: Any) -> Callable[[Any, Any], Any]:
         # cattrs takes any iterable for a sequence: an object's keys, a string's characters.
@@ -230,7 +234,7 @@ def strict_converter() -> cattrs.Converter:
 
         def structure(value: Any, kind: Any) -> Any:
             if not isinstance(value, list):
-                raise _WrongType(f"expected an array, got {_json_type(value)}")
+                raise _WrongTypeError(f"expected an array, got {_json_type(value)}")
             return items(value, kind)
 
         return structure
@@ -254,7 +258,7 @@ def structure(converter: cattrs.Converter, data: dict[str, Any], kind: type) -> 
 def _describe(error: BaseException, kind: Any) -> str:
     if isinstance(error, KeyError):
         return "required field missing"
-    if isinstance(error, (_WrongType, ValueError)) and str(error):
+    if isinstance(error, (_WrongTypeError, ValueError)) and str(error):
         if "disambiguate" in str(error):
             return "matches none of the shapes this field takes"
         return str(error)
@@ -262,7 +266,7 @@ def _describe(error: BaseException, kind: Any) -> str:
 
 
 def _json_names(problem: str) -> str:
-    """"expected an integer @ .params.position.line" -> "params.position.line: expected ..."."""
+    """ "expected an integer @ .params.position.line" -> "params.position.line: expected ..."."""
     text, _, path = problem.rpartition(" @ ")
     path = _SNAKE.sub(lambda match: match.group(1).upper(), path.lstrip("."))
     return f"{path}: {text}" if path else text
