@@ -38,6 +38,7 @@ from pygls.protocol import (
     lsp_method,
 )
 
+from lsp_server.custom_messages import MESSAGE_TYPES
 from lsp_server.framing import Frame
 from lsp_server.text_sync import InvalidChangeError, apply_changes, from_last_whole_text
 from lsp_server.validation import (
@@ -88,6 +89,10 @@ class QuillProtocol(LanguageServerProtocol):
     @property
     def shutdown_received(self) -> bool:
         return self._shutdown
+
+    # pygls's is an lru_cache wrapper; the lookup is a dict's anyway.
+    def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
+        return MESSAGE_TYPES.get(method) or super().get_message_type(method)
 
     # -- reading what the client sends -------------------------------------------------------
 
@@ -155,8 +160,8 @@ class QuillProtocol(LanguageServerProtocol):
             notes.append("initialized was already received: ignored")
             return False
         if method != types.CANCEL_REQUEST and not self._has_handler(method):
-            if not method.startswith("$/"):  # the LSP lets servers ignore those silently
-                notes.append(f"no handler for notification {_quote(method)}: ignored")
+            # Editors send notifications a server may not take (the LSP: ignore them).
+            logger.debug("no handler for notification %s: ignored", _quote(method))
             return False
         return True
 
@@ -166,7 +171,7 @@ class QuillProtocol(LanguageServerProtocol):
     def _typed(self, incoming: Envelope, notes: list[str]) -> Any:
         method, data = incoming.method, incoming.data
         message_type = self.get_message_type(method)
-        if message_type is None:  # Quill's own methods and Copilot's: params stay JSON
+        if message_type is None:  # methods nobody declared a shape for: params stay JSON
             if incoming.msg_id is not None:
                 return JsonRPCRequestMessage(incoming.msg_id, method, "2.0", data.get("params"))
             return JsonRPCNotification(method, "2.0", data.get("params"))

@@ -197,7 +197,8 @@ def _enum_member(value: Any, kind: type[enum.Enum]) -> enum.Enum:
     try:
         return kind(value)
     except ValueError:
-        raise _WrongTypeError(f"{value!r} is not one of {kind.__name__}'s values") from None
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise _WrongTypeError(f"{shown} is not one of {kind.__name__}'s values") from None
 
 
 def _is_enum(kind: Any) -> bool:

@@ -159,6 +159,7 @@ class Fuzz:
             (self.change, 18),
             (self.open_or_close, 4),
             (self.command, 6),
+            (self.code_action, 3),
             (self.bad_params, 14),
             (self.bad_envelope, 8),
             (self.bad_json, 5),
@@ -254,6 +255,26 @@ class Fuzz:
         params = {"command": command, "arguments": arguments}
         message, _ = self.request("workspace/executeCommand", params)
         return self.piece(message, "command", outcomes)
+
+    def code_action(self) -> Piece:
+        """Code actions (repair's offer) over any lines, in the document or past its end."""
+        rng = self.rng
+        document = rng.choice(self.documents)
+        start, _ = self.position(document)
+        end, _ = self.position(document)
+        if (start["line"], start["character"]) > (end["line"], end["character"]):
+            start, end = end, start
+        diagnostic = {"range": {"start": start, "end": end}, "message": SOURCE_MARKER}
+        context: dict[str, Any] = {"diagnostics": rng.choice([[], [diagnostic]])}
+        if rng.random() < 0.3:
+            context["only"] = [rng.choice(["quickfix", "refactor", "quickfix.quill.repair"])]
+        params = {
+            "textDocument": {"uri": document.uri},
+            "range": {"start": start, "end": end},
+            "context": context,
+        }
+        message, _ = self.request("textDocument/codeAction", params)
+        return self.piece(message, "code action", {RESULT})
 
     def bad_params(self) -> Piece:
         """A request whose params are wrong in one named field."""
@@ -414,18 +435,24 @@ class Fuzz:
         elif roll == 1:
             message = self.notification("$/cancelRequest", {"id": rng.choice([None, {}, 1.5])})
         elif roll == 2:
-            item = {"insertText": "x", "command": {"command": "quill.acceptCompletion"}}
+            item = {
+                "insertText": "x",
+                "command": {"title": "", "command": "quill.acceptCompletion"},
+            }
             item["command"]["arguments"] = rng.choice([[], [5], ["nope"], None, {"a": 1}])
             message = self.notification(
                 "textDocument/didShowCompletion", {"item": rng.choice([item, 5, None])}
             )
         elif roll == 3:
-            params = {"item": {"insertText": "x"}, "acceptedLength": rng.choice([-1, 2**40, "a"])}
+            command = {"title": "", "command": "quill.acceptCompletion", "arguments": ["nope"]}
+            item = {"insertText": "x", "command": rng.choice([command, None])}
+            params = {"item": item, "acceptedLength": rng.choice([3, -1, 2**40, "a"])}
             message = self.notification("textDocument/didPartiallyAcceptCompletion", params)
         elif roll == 4:
             message = self.notification("initialized", {})
         elif roll == 5:
-            message = self.notification("textDocument/didSave", {"textDocument": {"uri": 5}})
+            uri = rng.choice([5, rng.choice(self.documents).uri])
+            message = self.notification("textDocument/didSave", {"textDocument": {"uri": uri}})
         else:
             message = self.notification(rng.choice(["$/setTrace", "quill/nothing", "$/x"]), {})
         return self.piece(message, "notification")
