@@ -67,7 +67,10 @@ _QUOTE_CHARS = 60
 
 
 def _quote(value: Any) -> str:
-    text = repr(value)
+    return _short(repr(value))
+
+
+def _short(text: str) -> str:
     return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "..."
 
 
@@ -121,7 +124,9 @@ class QuillProtocol(LanguageServerProtocol):
         if isinstance(params, (dict, list)):
             replaced = replace_lone_surrogates(params, frame.body)
             if replaced:
-                notes.append(f"{incoming.method}: lone surrogates in {replaced} strings replaced")
+                notes.append(
+                    f"{_short(incoming.method)}: lone surrogates in {replaced} strings replaced"
+                )
         if incoming.kind == "request":
             self._check_request(incoming)
         elif not self._accepts_notification(incoming, notes):
@@ -133,11 +138,12 @@ class QuillProtocol(LanguageServerProtocol):
     def _check_request(self, incoming: Envelope) -> None:
         method, msg_id = incoming.method, incoming.msg_id
         if self._shutdown:
-            raise MessageError(INVALID_REQUEST, f"{method} after shutdown", msg_id)
+            raise MessageError(INVALID_REQUEST, f"{_short(method)} after shutdown", msg_id)
         if method == types.INITIALIZE and self._initialize_received:
             raise MessageError(INVALID_REQUEST, "initialize was already received", msg_id)
         if self._workspace is None and method not in _ALLOWED_BEFORE_INITIALIZE:
-            raise MessageError(SERVER_NOT_INITIALIZED, f"{method} sent before initialize", msg_id)
+            message = f"{_short(method)} sent before initialize"
+            raise MessageError(SERVER_NOT_INITIALIZED, message, msg_id)
         message_type = self.get_message_type(method)
         if message_type is not None and not _is_request(message_type):
             raise MessageError(INVALID_REQUEST, f"{method} is a notification: no id", msg_id)

@@ -95,7 +95,10 @@ async def _serve(protocol: FrameReceiver, limits: FramingLimits, fd: int, stdout
             else:
                 frames = parser.close()
             for frame in frames:
-                protocol.receive_frame(frame)
+                try:
+                    protocol.receive_frame(frame)
+                except Exception:  # a bug in handling one message must not end the session
+                    logger.error("a message could not be handled", exc_info=True)
                 # Let a request's handler start (read the document) before the next message
                 # (a didChange, say) is handled: messages take effect in the order they came.
                 await asyncio.sleep(0)

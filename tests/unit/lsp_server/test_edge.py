@@ -131,6 +131,33 @@ async def test_the_lifecycle_before_initialize_and_after_shutdown() -> None:
         assert await server.process.wait() == 0
 
 
+async def test_an_unusual_capability_does_not_cost_the_session() -> None:
+    async with raw_lsp(*DOWN) as server:
+        capabilities = {"general": {"positionEncodings": 5}, "textDocument": {"x": []}}
+        params = {"processId": None, "rootUri": ROOT.as_uri(), "capabilities": capabilities}
+        answer = await server.request("initialize", params)
+        assert answer["result"]["capabilities"]["positionEncoding"] == "utf-16"
+        await server.notify("initialized", {})
+        await _open(server, "x = 1\n")
+        answer = await server.request("textDocument/inlineCompletion", _completion_params(0, 5))
+        assert answer["result"] == {"items": []}
+        assert await server.end() == 0
+        stderr = server.stderr()
+    assert (
+        "initialize: capabilities ignored (params.capabilities.general.positionEncodings" in stderr
+    )
+
+
+async def test_notifications_before_initialize_are_dropped() -> None:
+    async with raw_lsp(*DOWN) as server:
+        await _open(server, "x = 1\n")
+        await server.initialize()
+        answer = await server.request("textDocument/inlineCompletion", _completion_params(0, 9))
+        assert answer["result"] == {"items": []}  # not open: no "past the end" error
+        assert await server.end() == 0
+        assert "textDocument/didOpen' before initialize: ignored" in server.stderr()
+
+
 async def test_exit_without_shutdown_exits_with_code_1() -> None:
     async with raw_lsp(*DOWN) as server:
         await server.initialize()
