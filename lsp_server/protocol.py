@@ -19,6 +19,7 @@ from the editor's.
 
 from __future__ import annotations
 
+import copy as copy_module
 import json
 import logging
 import uuid
@@ -60,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 # Requests a client may send before `initialize` completes (LSP: everything else gets -32002).
 _ALLOWED_BEFORE_INITIALIZE = {types.INITIALIZE, types.SHUTDOWN}
+# Times initialize is structured again with the capabilities that do not fit left out.
+_CAPABILITY_ROUNDS = 3
 # Futures kept before finished ones are forgotten (see _execute_handler).
 _FUTURES_BEFORE_PRUNING = 256
 # Longest piece of a client's value (an id, a method) quoted in the log.
@@ -181,20 +184,29 @@ class QuillProtocol(LanguageServerProtocol):
             if incoming.msg_id is not None:
                 return JsonRPCRequestMessage(incoming.msg_id, method, "2.0", data.get("params"))
             return JsonRPCNotification(method, "2.0", data.get("params"))
-        try:
+        if method == types.INITIALIZE:
+            message = self._initialize(data, message_type, notes)
+        else:
             message = structure(self._converter, data, message_type)
-        except MessageError as error:
-            if method != types.INITIALIZE or "params.capabilities" not in error.message:
-                raise
-            # An editor's unusual capability must not make the server unusable: go on as if
-            # it declared none.
-            notes.append(f"initialize: capabilities ignored ({error.message})")
-            message = structure(self._converter, _without_capabilities(data), message_type)
         if method == types.INITIALIZE:
             self._initialize_received = True
         elif method == types.INITIALIZED:
             self._initialized_received = True
         return message
+
+    def _initialize(self, data: dict[str, Any], message_type: type, notes: list[str]) -> Any:
+        """An editor's unusual capability must not make the server unusable: capabilities of
+        the wrong shape are left out (as if the editor had not declared them), the rest kept."""
+        for _ in range(_CAPABILITY_ROUNDS):
+            try:
+                return structure(self._converter, data, message_type)
+            except MessageError as error:
+                lenient = _without_fields(data, error.fields, "params.capabilities.")
+                if lenient is None:
+                    raise
+                notes.append(f"initialize: capabilities left out: {error.message}")
+                data = lenient
+        return structure(self._converter, data, message_type)
 
     def _response(self, incoming: Envelope, notes: list[str]) -> Any:
         """A response to one of the server's own requests (applyEdit, progress, ...)."""
@@ -434,8 +446,17 @@ def _language_id_as_text(params: Any, notes: list[str]) -> None:
         notes.append('didOpen: a languageId that is not a string, taken as ""')
 
 
-def _without_capabilities(data: dict[str, Any]) -> dict[str, Any]:
-    params = data.get("params")
-    if not isinstance(params, dict):
-        return data
-    return {**data, "params": {**params, "capabilities": {}}}
+def _without_fields(data: dict[str, Any], paths: list[str], under: str) -> dict[str, Any] | None:
+    """A copy of `data` without the object members at `paths` (for "a.b[2].c", the whole member
+    "b" that holds the bad item); None unless every path is below `under`."""
+    if not paths or not all(path.startswith(under) for path in paths):
+        return None
+    copy = copy_module.deepcopy(data)
+    for path in paths:
+        *parents, last = path.split("[", 1)[0].split(".")
+        node: Any = copy
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return copy

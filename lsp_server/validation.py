@@ -44,11 +44,15 @@ _ID_SEARCH_BYTES = 64 * 1024
 class MessageError(Exception):
     """A message that cannot be handled; answered with `code` when it is a request."""
 
-    def __init__(self, code: int, message: str, msg_id: MsgId | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, msg_id: MsgId | None = None, fields: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.msg_id = msg_id
+        # JSON paths of the bad fields ("params.position.line"), when they are known.
+        self.fields = fields or []
 
 
 @dataclass(frozen=True)
@@ -249,11 +253,15 @@ def structure(converter: cattrs.Converter, data: dict[str, Any], kind: type) -> 
     try:
         return converter.structure(data, kind)
     except cattrs.BaseValidationError as error:
-        problems = cattrs.transform_error(error, path="", format_exception=_describe)
-        message = "; ".join(_json_names(problem) for problem in problems[:5])
+        problems = [
+            _json_names(problem)
+            for problem in cattrs.transform_error(error, path="", format_exception=_describe)
+        ]
     except (ValueError, TypeError, KeyError, AttributeError) as error:
-        message = _describe(error, None)
-    raise MessageError(INVALID_PARAMS, message[:500], data.get("id"))
+        problems = [("", _describe(error, None))]
+    message = "; ".join(f"{path}: {text}" if path else text for path, text in problems[:5])
+    fields = [path for path, _ in problems if path]
+    raise MessageError(INVALID_PARAMS, message[:500], data.get("id"), fields)
 
 
 def _describe(error: BaseException, kind: Any) -> str:
@@ -266,8 +274,7 @@ def _describe(error: BaseException, kind: Any) -> str:
     return cattrs.v.format_exception(error, kind)
 
 
-def _json_names(problem: str) -> str:
-    """ "expected an integer @ .params.position.line" -> "params.position.line: expected ..."."""
+def _json_names(problem: str) -> tuple[str, str]:
+    """ "expected an integer @ .params.position.line" -> ("params.position.line", "expected...")"""
     text, _, path = problem.rpartition(" @ ")
-    path = _SNAKE.sub(lambda match: match.group(1).upper(), path.lstrip("."))
-    return f"{path}: {text}" if path else text
+    return _SNAKE.sub(lambda match: match.group(1).upper(), path.lstrip(".")), text

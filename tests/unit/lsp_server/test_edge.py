@@ -131,12 +131,15 @@ async def test_the_lifecycle_before_initialize_and_after_shutdown() -> None:
         assert await server.process.wait() == 0
 
 
-async def test_an_unusual_capability_does_not_cost_the_session() -> None:
+async def test_an_unusual_capability_is_left_out_and_the_rest_kept() -> None:
     async with raw_lsp(*DOWN) as server:
-        capabilities = {"general": {"positionEncodings": 5}, "textDocument": {"x": []}}
+        capabilities = {
+            "general": {"positionEncodings": ["utf-8", "utf-16"]},
+            "textDocument": {"inlineCompletion": {"dynamicRegistration": "yes"}},
+        }
         params = {"processId": None, "rootUri": ROOT.as_uri(), "capabilities": capabilities}
         answer = await server.request("initialize", params)
-        assert answer["result"]["capabilities"]["positionEncoding"] == "utf-16"
+        assert answer["result"]["capabilities"]["positionEncoding"] == "utf-8"  # kept
         await server.notify("initialized", {})
         await _open(server, "x = 1\n")
         answer = await server.request("textDocument/inlineCompletion", _completion_params(0, 5))
@@ -144,8 +147,9 @@ async def test_an_unusual_capability_does_not_cost_the_session() -> None:
         assert await server.end() == 0
         stderr = server.stderr()
     assert (
-        "initialize: capabilities ignored (params.capabilities.general.positionEncodings" in stderr
-    )
+        "initialize: capabilities left out: "
+        "params.capabilities.textDocument.inlineCompletion.dynamicRegistration: expected a boolean"
+    ) in stderr
 
 
 async def test_notifications_before_initialize_are_dropped() -> None:
