@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
+from lsp_server.text_sync import InvalidPositionError, offset_of
 
-class InvalidPositionError(ValueError):
-    pass
+__all__ = ["CursorContext", "InvalidPositionError", "UnusableDocumentError", "cursor_context"]
 
 
 class UnusableDocumentError(ValueError):
@@ -45,21 +45,7 @@ def cursor_context(
         )
     if "\x00" in source:
         raise UnusableDocumentError("document contains NUL characters (binary content)")
-    lines = document.lines
-    line_count = len(lines) + (1 if not lines or lines[-1].endswith(("\n", "\r")) else 0)
-    if position.line >= line_count:
-        raise InvalidPositionError(
-            f"line {position.line} is past the end of the document ({line_count} lines)"
-        )
-    line = lines[position.line].rstrip("\r\n") if position.line < len(lines) else ""
-    # In the negotiated position encoding (UTF-16 code units unless the client chose otherwise).
-    width = document.position_codec.client_num_units(line)
-    if position.character > width:
-        raise InvalidPositionError(
-            f"character {position.character} is past the end of line {position.line} "
-            f"({width} characters)"
-        )
-    offset = document.offset_at_position(position)
+    offset = offset_of(source, position, document.position_codec)
     prefix = source[:offset]
     suffix = source[offset:]
     line_start = prefix.rfind("\n") + 1

@@ -12,15 +12,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcServerNotInitialized
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 
 from lsp_server.methods import INLINE_COMPLETION_REFRESH
+from lsp_server.protocol import QuillProtocol
 from lsp_server.serving_client import ServingClient
 from lsp_server.settings import Settings, parse_settings
 from lsp_server.state import SessionState
 from lsp_server.telemetry import Telemetry
+from lsp_server.validation import strict_converter
 from lsp_server.workspace_identity import relative_path, workspace_id
 
 logger = logging.getLogger(__name__)
@@ -28,54 +28,21 @@ logger = logging.getLogger(__name__)
 SERVER_NAME = "quill"
 SERVER_VERSION = "0.1.0"
 
-# Requests a client may send before `initialize` completes (LSP: everything else gets -32002).
-_ALLOWED_BEFORE_INITIALIZE = {types.INITIALIZE, types.SHUTDOWN, types.EXIT}
-
-
-class QuillProtocol(LanguageServerProtocol):
-    """Answers requests that arrive before `initialize` with ServerNotInitialized."""
-
-    def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
-        if self._workspace is None and method_name not in _ALLOWED_BEFORE_INITIALIZE:
-            logger.warning(
-                "request %r before initialize; answering ServerNotInitialized", method_name
-            )
-            error = JsonRpcServerNotInitialized(f"{method_name} sent before initialize")
-            self._send_response(msg_id, error=error.to_response_error())
-            return
-        if method_name != types.WORKSPACE_EXECUTE_COMMAND:
-            super()._handle_request(msg_id, method_name, params)
-            return
-        before = set(self._request_futures)
-        super()._handle_request(msg_id, method_name, params)
-        self._pass_on_cancellation(msg_id, before)
-
-    def _pass_on_cancellation(self, msg_id: Any, before: set[Any]) -> None:
-        # pygls runs a command's handler as a task of its own, under a new id, so $/cancelRequest
-        # of workspace/executeCommand would cancel only the outer future and leave the command
-        # (a repair's gRPC call, say) running. Pass the cancellation on to the handler's task.
-        outer = self._request_futures.get(msg_id)
-        inner = [
-            f for key, f in self._request_futures.items() if key not in before and f is not outer
-        ]
-        if outer is None or not inner:
-            return
-
-        def on_done(future: Any) -> None:
-            if future.cancelled():
-                for task in inner:
-                    task.cancel()
-
-        outer.add_done_callback(on_done)
-
 
 class QuillLanguageServer(LanguageServer):
     """The server and what it owns: settings, the serving connection, telemetry and the
     session's typed state. Features (lsp_server/features/) register handlers on it and hook
     into its lifecycle; `lsp_server.app.create_server` wires them."""
 
+    protocol: QuillProtocol
+
     def __init__(self, settings: Settings | None = None) -> None:
-        super().__init__(SERVER_NAME, SERVER_VERSION, protocol_cls=QuillProtocol)
+        super().__init__(
+            SERVER_NAME,
+            SERVER_VERSION,
+            protocol_cls=QuillProtocol,
+            converter_factory=strict_converter,
+        )
         self.settings = settings or Settings()
         # Settings given on the command line win over initializationOptions for these keys.
         self.pinned_settings: dict[str, Any] = {}

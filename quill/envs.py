@@ -4,6 +4,10 @@
   (default $XDG_CACHE_HOME/quill, else ~/.cache/quill).
 - QUILL_SERVING_ADDRESS: host:port of serving for the language server (default 127.0.0.1:50051).
 - QUILL_LOG_LEVEL: level of the CLI's stderr logging (default INFO).
+- QUILL_LSP_MAX_BODY_BYTES / QUILL_LSP_MAX_HEADER_BYTES: the largest message body (default 64 MiB)
+  and header block (default 8 KiB) `quill lsp` reads; larger ones are skipped and refused.
+- QUILL_LSP_BODY_TIMEOUT_S: seconds a partly received message may wait for its next bytes before
+  `quill lsp` takes it as cut (default 5).
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ def serving_address() -> str:
 
 def log_level() -> str:
     return (os.environ.get("QUILL_LOG_LEVEL") or "INFO").upper()
+
+
+# Text, not numbers: `quill lsp` parses them like its flags, so a bad value is its error alone.
+def lsp_max_body_bytes() -> str:
+    return os.environ.get("QUILL_LSP_MAX_BODY_BYTES") or str(64 * 1024 * 1024)
+
+
+def lsp_max_header_bytes() -> str:
+    return os.environ.get("QUILL_LSP_MAX_HEADER_BYTES") or str(8 * 1024)
+
+
+def lsp_body_timeout_s() -> str:
+    return os.environ.get("QUILL_LSP_BODY_TIMEOUT_S") or "5"
 
 
 def force_offline() -> None:

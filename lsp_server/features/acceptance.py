@@ -12,6 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from lsprotocol import types
+
+from lsp_server.custom_messages import (
+    DidPartiallyAcceptCompletionParams,
+    DidShowCompletionParams,
+)
 from lsp_server.methods import (
     ACCEPT_COMMAND,
     DID_PARTIALLY_ACCEPT_COMPLETION,
@@ -23,20 +29,12 @@ from lsp_server.server import QuillLanguageServer
 logger = logging.getLogger(__name__)
 
 
-def _field(value: Any, name: str) -> Any:
-    """Custom notifications arrive as pygls' generic objects (or dicts); read either."""
-    if isinstance(value, dict):
-        return value.get(name)
-    return getattr(value, name, None)
-
-
-def _suggestion_id(item: Any) -> str | None:
+def _suggestion_id(item: types.InlineCompletionItem) -> str | None:
     """Our suggestion id travels as the first argument of the item's accept command."""
-    command = _field(item, "command")
-    arguments = _field(command, "arguments")
-    if _field(command, "command") != ACCEPT_COMMAND or not arguments:
+    command = item.command
+    if command is None or command.command != ACCEPT_COMMAND or not command.arguments:
         return None
-    suggestion_id = arguments[0]
+    suggestion_id = command.arguments[0]
     return suggestion_id if isinstance(suggestion_id, str) else None
 
 
@@ -59,17 +57,18 @@ def register(server: QuillLanguageServer) -> None:
         logger.info("suggestion %s accepted", suggestion_id)
 
     @server.feature(DID_SHOW_COMPLETION)
-    def did_show(ls: QuillLanguageServer, params: Any) -> None:
-        suggestion_id = _suggestion_id(_field(params, "item"))
+    def did_show(ls: QuillLanguageServer, params: DidShowCompletionParams) -> None:
+        suggestion_id = _suggestion_id(params.item)
         if suggestion_id is not None:
             ls.telemetry.client_shown(suggestion_id)
 
     @server.feature(DID_PARTIALLY_ACCEPT_COMPLETION)
-    def did_partially_accept(ls: QuillLanguageServer, params: Any) -> None:
-        suggestion_id = _suggestion_id(_field(params, "item"))
-        length = _field(params, "acceptedLength")
-        if suggestion_id is not None and isinstance(length, int) and length > 0:
-            ls.telemetry.partially_accepted(suggestion_id, length)
+    def did_partially_accept(
+        ls: QuillLanguageServer, params: DidPartiallyAcceptCompletionParams
+    ) -> None:
+        suggestion_id = _suggestion_id(params.item)
+        if suggestion_id is not None and params.accepted_length > 0:
+            ls.telemetry.partially_accepted(suggestion_id, params.accepted_length)
 
     @server.command(STATS_COMMAND)
     def stats(ls: QuillLanguageServer, *args: Any) -> dict[str, Any]:
