@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
 
 from lsp_server.methods import INLINE_COMPLETION_REFRESH
 from lsp_server.protocol import QuillProtocol
@@ -82,6 +84,11 @@ class QuillLanguageServer(LanguageServer):
         if self.serving is None:
             self.serving = ServingClient(self.settings.serving_address, self.notify_user)
         return self.serving
+
+    def open_document(self, uri: str) -> TextDocument | None:
+        """The open document `uri` names, however the client escaped it (pygls keys its
+        documents by the unquoted URI); None if it is not open."""
+        return self.workspace.text_documents.get(unquote(uri))
 
     def workspace_id(self) -> str:
         return workspace_id(self.workspace.root_uri)

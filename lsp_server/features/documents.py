@@ -13,7 +13,7 @@ def register(server: QuillLanguageServer) -> None:
     def on_change(ls: QuillLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
         # pygls has already applied the changes to its copy of the document.
         uri = params.text_document.uri
-        document = ls.workspace.text_documents.get(uri)
+        document = ls.open_document(uri)
         language = document.language_id if document is not None else ""
         for change in params.content_changes:
             ls.telemetry.text_inserted(uri, change.text, language or "")

@@ -53,7 +53,7 @@ def register(server: QuillLanguageServer) -> None:
         ls: QuillLanguageServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
         uri = params.text_document.uri
-        document = ls.workspace.text_documents.get(uri)
+        document = ls.open_document(uri)
         if document is None:
             logger.info("inline completion for a document that is not open")
             return _EMPTY
@@ -232,7 +232,7 @@ async def _ask(request: _Request) -> types.InlineCompletionList:
 
 
 def _keystroke(ls: QuillLanguageServer, uri: str) -> None:
-    if uri not in ls.workspace.text_documents:
+    if ls.open_document(uri) is None:
         return  # not open: nothing kept for it
     now = ls.state.clock.now()
     state = ls.state.document(uri)
@@ -295,7 +295,7 @@ def _drop_if_stale(ls: QuillLanguageServer, uri: str, state: DocumentState) -> N
     flight = state.inflight
     if flight is None or flight.call.done():
         return
-    document = ls.workspace.text_documents.get(uri)
+    document = ls.open_document(uri)
     typed = flight.typed_in(document.source) if document is not None else None
     # Not yet asked (a block waiting for a pause): nothing spent; the next request asks afresh.
     if flight.asked and typed is not None and flight.agrees_with(typed):

@@ -132,7 +132,7 @@ class RepairFeature:
 
     async def run(self, request: RepairRequest) -> dict[str, Any]:
         ls = self.server
-        document = ls.workspace.text_documents.get(request.uri)
+        document = ls.open_document(request.uri)
         if document is None:
             raise JsonRpcInvalidParams(f"{request.uri} is not open in the language server")
         text = document.source
@@ -302,7 +302,7 @@ class RepairFeature:
         if only and not any(START_KIND.startswith(kind) for kind in only):
             return None
         uri = params.text_document.uri
-        document = self.server.workspace.text_documents.get(uri)
+        document = self.server.open_document(uri)
         if document is None or not document.source.strip():
             return None
         regions: dict[tuple[int, int], list[str]] = {}

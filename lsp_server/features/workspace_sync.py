@@ -314,7 +314,7 @@ class WorkspaceSync:
     async def _sync_document(self, uri: str) -> None:
         ls = self._server
         root = root_path(ls.workspace.root_uri)
-        document = ls.workspace.text_documents.get(uri)
+        document = ls.open_document(uri)
         path = path_of(uri)
         if root is None or document is None or path is None:
             return

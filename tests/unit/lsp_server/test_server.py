@@ -66,6 +66,20 @@ async def test_completion_through_serving_and_accept(client: LanguageClient) -> 
     assert stats["shown"] == 1
 
 
+async def test_a_percent_escaped_uri_is_completed_and_followed(client: LanguageClient) -> None:
+    # pygls keeps documents under the unquoted URI; editors send spaces as %20.
+    uri = (ROOT / "tests" / "data" / "with space.py").as_uri()
+    assert "%20" in uri
+    engine = ScriptedEngine(chunks=["42"])
+    async with in_process_serving(engine) as address:
+        await _initialize(client, servingAddress=address)
+        _open(client, "x = \n", uri=uri)
+        edit(client, uri, 2, (0, 0), (0, 1), "answer")
+        result = await _complete(client, 0, 9, uri=uri)
+    assert [item.insert_text for item in result.items] == ["42"]
+    assert engine.requests[0].prompt_token_ids == engine.encode("answer = ")
+
+
 async def test_incremental_edits_are_applied(client: LanguageClient) -> None:
     engine = ScriptedEngine(chunks=["42"])
     async with in_process_serving(engine) as address:
