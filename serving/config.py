@@ -86,6 +86,13 @@ class RepairConfig:
     max_tokens_limit: int = 512
     # Used when the request's temperature is 0: several samples of one greedy decoder are one.
     default_temperature: float = 0.8
+    # The budget counts distinct candidates that parse; samples that repeat the original region
+    # or an earlier candidate, or do not parse, do not count. Decoding goes on up to this many
+    # samples per candidate wanted, each further round of `budget` samples this much hotter (up
+    # to max_temperature), so a model that keeps copying the buggy line is pushed away from it.
+    max_samples_per_candidate: int = 3
+    temperature_step: float = 0.2
+    max_temperature: float = 1.2
     # Alternatives per generated token; the decoder picks feasible ones from them.
     top_logprobs: int = 8
     # Seconds the client's completion engine has per query.

@@ -19,6 +19,8 @@ _BINDING = re.compile(
     r"|\blambda\b[^:]*)[\w]*$"
 )
 _KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+# A `(` right after one of these opens parentheses, not a call (`if (`, `return (`, `in (`).
+_KEYWORD_BEFORE_PAREN = re.compile(r"(?<![\w.])(?:" + "|".join(keyword.kwlist) + r")$")
 
 
 def extends_identifier(token: str) -> bool:
@@ -77,3 +79,42 @@ def common_prefix(continuations: list[str]) -> str:
     while size < len(first) and first[size] == last[size]:
         size += 1
     return first[:size]
+
+
+def closed_call_end(text: str, start: int) -> int | None:
+    """The end of the last call closed at or after `start` (the index after its `)`), or None.
+
+    A `(` opens a call when a name, `)` or `]` comes right before it (`f(`, `g()(`, `xs[0](`);
+    strings and comments are skipped.
+    """
+    stack: list[bool] = []  # per open bracket: whether it is a call's `(`
+    found = None
+    quote = ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif text.startswith(quote, index):
+                index += len(quote) - 1
+                quote = ""
+        elif char == "#":
+            newline = text.find("\n", index)
+            index = len(text) if newline < 0 else newline
+            continue
+        elif char in "'\"":
+            quote = char * 3 if text.startswith(char * 3, index) else char
+            index += len(quote) - 1
+        elif char in "([{":
+            before = text[:index].rstrip(" \t")
+            is_call = char == "(" and bool(before) and (before[-1].isalnum() or before[-1] in "_)]")
+            if is_call and _KEYWORD_BEFORE_PAREN.search(before):
+                is_call = False
+            stack.append(is_call)
+        elif char in ")]}" and stack:
+            closes_call = stack.pop() and char == ")"
+            if closes_call and index >= start:
+                found = index + 1
+        index += 1
+    return found

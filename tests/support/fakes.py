@@ -169,6 +169,9 @@ class ScriptedNameOracle:
     names: tuple[str, ...] = ("result", "items", "total", "sum", "len")
     unavailable: bool = False
     queries: list[str] = field(default_factory=list)
+    # Positional arguments each function takes, for call checks (functions not listed: any).
+    arity: dict[str, int] = field(default_factory=dict)
+    call_queries: list[str] = field(default_factory=list)
 
     async def continuations(self, patch_so_far: str) -> list[str] | None:
         self.queries.append(patch_so_far)
@@ -181,6 +184,18 @@ class ScriptedNameOracle:
     async def unresolved_names(self, patch: str) -> list[str] | None:
         names = re.findall(r"[A-Za-z_]\w*", patch)
         return [n for n in names if n not in self.names and not keyword.iskeyword(n)]
+
+    async def call_problems(self, patch_so_far: str) -> list[str] | None:
+        """Calls `name(a, b, ...)` (no nesting) whose argument count differs from `arity`."""
+        self.call_queries.append(patch_so_far)
+        if self.unavailable:
+            return None
+        problems = []
+        for name, arguments in re.findall(r"(\w+)\(([^()]*)\)", patch_so_far):
+            given = len([a for a in arguments.split(",") if a.strip()])
+            if name in self.arity and given != self.arity[name]:
+                problems.append(f"{name}() takes {self.arity[name]} arguments, {given} given")
+        return problems
 
 
 @dataclass

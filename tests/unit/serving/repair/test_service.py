@@ -43,6 +43,9 @@ def answer_with(engine: ScriptedNameOracle) -> Answerer:
         if query.resolve_names:
             names = await engine.unresolved_names(query.patch_so_far)
             return pb.CompletionAnswer(query_id=query.query_id, unresolved_names=names or [])
+        if query.check_calls:
+            problems = await engine.call_problems(query.patch_so_far)
+            return pb.CompletionAnswer(query_id=query.query_id, call_problems=problems or [])
         found = await engine.continuations(query.patch_so_far)
         if found is None:
             return pb.CompletionAnswer(query_id=query.query_id, unavailable=True)
@@ -128,8 +131,11 @@ def test_guided_and_unguided_repair_through_serving() -> None:
         assert any(q.patch_so_far == "    return reslt" for q in queries)
         assert [c.patch for c in unguided] == ["    return reslt"]
         assert unguided[0].parses and not unguided[0].names_resolve
-        # Unguided decoding asks the engine only to check the finished patch.
-        assert [q.resolve_names for q in unguided_queries] == [True]
+        # Unguided decoding asks the engine only to check the finished patch: names, calls.
+        assert [(q.resolve_names, q.check_calls) for q in unguided_queries] == [
+            (True, False),
+            (False, True),
+        ]
         assert unguided_done is not None and unguided_done.engine_queries == 0
 
     asyncio.run(scenario())
@@ -219,8 +225,9 @@ def test_a_failing_completion_engine_falls_back_to_unguided(behaviour: str) -> N
             elapsed = time.perf_counter() - started
         assert [c.patch for c in candidates] == ["    return reslt"]
         assert done is not None
-        # At most max_engine_failures deadlines were waited for, then no more queries.
-        assert len(queries) <= 2
+        # At most max_engine_failures deadlines were waited for, then no more queries (one
+        # continuation query, then the finished patch's names and calls at most).
+        assert len(queries) <= 3
         assert elapsed < 10 * config.query_deadline_s
         assert not candidates[0].names_resolve  # unknown is not reported as resolved
 
