@@ -75,7 +75,10 @@ def opens_block(line: str) -> bool | None:
     if word is None:
         return False  # starts with a bracket, a quote, an operator, a comment...
     if word.end() == len(stripped):
-        return None  # the word may go on
+        # The word may go on: undecided while it can still become a block keyword.
+        if any(keyword.startswith(word.group()) for keyword in _BLOCK_KEYWORDS):
+            return None
+        return False
     return word.group() in _BLOCK_KEYWORDS
 
 

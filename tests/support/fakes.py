@@ -97,6 +97,8 @@ class TokenScriptedEngine(_AlwaysHealthy):
 
     script: TokenScript
     step_delay_s: float = 0.0
+    # When set, used instead of `script`: choices may depend on the request (its temperature).
+    request_script: Callable[[str, GenerationRequest], list[tuple[str, float]]] | None = None
     model_name: str = "token-scripted"
     max_model_len: int = 4096
     eos_id: int = 0
@@ -133,10 +135,13 @@ class TokenScriptedEngine(_AlwaysHealthy):
             for produced in range(1, request.max_tokens + 1):
                 await asyncio.sleep(self.step_delay_s)
                 self.steps_generated += 1
-                choices = [
-                    (self.token_id(token), logprob)
-                    for token, logprob in self.script(self.decode(ids))
-                ]
+                text = self.decode(ids)
+                scripted = (
+                    self.request_script(text, request)
+                    if self.request_script is not None
+                    else self.script(text)
+                )
+                choices = [(self.token_id(token), logprob) for token, logprob in scripted]
                 allowed = [(t, lp) for t, lp in choices if bias.get(t, 0.0) > -100]
                 token, _ = allowed[0] if allowed else (self.eos_id, 0.0)
                 top = dict(allowed[: (request.logprobs or 0) + 1]) if request.logprobs else {}
