@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from serving.config import EngineConfig, RepairConfig, ServingConfig
+from serving.engine.base import GenerationRequest
 from serving.errors import ErrorInterceptor
 from serving.server import QuillServicer
 from tests.conftest import in_process_serving
-from serving.engine.base import GenerationRequest
 from tests.support.fakes import ScriptedNameOracle, TokenScriptedEngine
 
 FILE = "def total(items):\n    result = sum(items)\n    return rslt\n"
