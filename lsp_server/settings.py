@@ -74,6 +74,12 @@ class Settings:
     repair_timeout_s: float = 300.0
     # Regions longer than this many lines are refused.
     repair_max_lines: int = 30
+    # A shell command that runs the workspace's tests (`pytest -x -q tests/test_x.py`): each
+    # candidate is tested in a temporary copy of the workspace, passing ones rank first, and
+    # the original's failing output is shown to the model. "": candidates are not tested.
+    repair_test_command: str = ""
+    # Seconds one run of the test command may take before it is killed (must be positive).
+    repair_test_timeout_s: float = 60.0
 
 
 def _camel(name: str) -> str:

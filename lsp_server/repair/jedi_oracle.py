@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 import jedi
 
+from lsp_server.repair.calls import Param, calls_in, mismatch
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -243,6 +245,13 @@ class JediOracle:
             lambda: self._unresolved_names(text, start_line, end_line), deadline_s
         )
 
+    async def call_problems(
+        self, text: str, start_line: int, patch: str, deadline_s: float
+    ) -> list[str] | None:
+        return await self._worker.run(
+            lambda: self._call_problems(text, start_line, patch), deadline_s
+        )
+
     def _script(self, text: str) -> jedi.Script:
         return jedi.Script(code=text, path=self.path, project=self._worker.project())
 
@@ -313,6 +322,25 @@ class JediOracle:
             if name.name not in unresolved:
                 unresolved.append(name.name)
         return unresolved
+
+    def _call_problems(self, text: str, start_line: int, patch: str) -> list[str]:
+        calls = calls_in(patch)
+        if not calls:
+            return []
+        script = self._script(text)
+        problems: list[str] = []
+        for call in calls:
+            signatures = script.get_signatures(start_line + call.line + 1, call.column)
+            problem = mismatch(call, [_params(signature) for signature in signatures])
+            if problem is not None and problem not in problems:
+                problems.append(problem)
+        return problems
+
+
+def _params(signature: Any) -> list[Param]:
+    return [
+        Param(param.name, param.kind.name, "=" in param.to_string()) for param in signature.params
+    ]
 
 
 def _matching(completions: list[Any], fragment: str) -> list[str]:
