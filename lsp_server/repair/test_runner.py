@@ -40,9 +40,13 @@ _CANNOT_RUN = frozenset({126, 127})
 class TestCommandError(RuntimeError):
     """The test command cannot validate candidates; the message is meant for the user."""
 
+    __test__ = False  # not a pytest test class
+
 
 @dataclass(frozen=True)
 class TestRun:
+    __test__ = False  # not a pytest test class
+
     outcome: Outcome
     exit_code: int | None
     # The end of what the command printed (stdout and stderr), decoded leniently.
@@ -56,6 +60,8 @@ class TestRun:
 
 @dataclass(frozen=True)
 class TestLimits:
+    __test__ = False  # not a pytest test class
+
     timeout_s: float = 60.0
     max_output_bytes: int = 2_000_000
     # Runs at once; 0: one per core.
