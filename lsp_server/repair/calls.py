@@ -36,6 +36,8 @@ class Call:
     line: int
     column: int
     arguments: str
+    # Offset in the patch just after the call's `)`.
+    end: int
 
 
 def calls_in(patch: str) -> list[Call]:
@@ -73,7 +75,9 @@ def calls_in(patch: str) -> list[Call]:
             paren = tokens[start_index]
             begin = offsets[paren.end[0] - 1] + paren.end[1]
             end = offsets[token.start[0] - 1] + token.start[1]
-            calls.append(Call(callee.string, paren.end[0] - 1, paren.end[1], patch[begin:end]))
+            calls.append(
+                Call(callee.string, paren.end[0] - 1, paren.end[1], patch[begin:end], end + 1)
+            )
     return calls
 
 
