@@ -19,11 +19,13 @@ import argparse
 import ast
 import asyncio
 import io
+import json
 import sys
 import tempfile
 import time
 import tokenize
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,29 +172,42 @@ async def _run(args: argparse.Namespace) -> int:
         address = serving.start().address
     modes = MODES + (VALIDATED_MODES if args.validate else ())
     settings = _Settings(args.budget, args.engine_deadline, args.test_timeout)
+
+    def summarize(figures: dict[str, _ModeFigures], details: list[dict[str, Any]]) -> Any:
+        summary: dict[str, Any] = {mode: figures[mode].summary(args.budget) for mode in modes}
+        summary["guided_vs_unguided"] = _ratios(summary["guided"], summary["unguided"])
+        if args.validate:
+            summary["guided_vs_unguided_with_tests"] = _ratios(
+                summary["guided_tests"], summary["unguided_tests"]
+            )
+        summary.update(
+            {"bugs": len(bugs), "bugs_done": len(details), "budget": args.budget,
+             "seed": args.seed, "kinds": {k: sum(b.kind == k for b in bugs) for k in KINDS},
+             "model": args.model or "smollm2-135m", "serve_args": args.serve_arg,
+             "machine": machine_info(), "details": details}
+        )  # fmt: skip
+        return summary
+
+    def checkpoint(figures: dict[str, _ModeFigures], details: list[dict[str, Any]]) -> None:
+        # A long run on a shared machine may be stopped: what is done so far is on disk.
+        if args.json is not None:
+            args.json.write_text(json.dumps(summarize(figures, details), indent=2) + "\n")
+
     try:
-        figures, details = await _repair_all(bugs, address, modes, settings)
+        figures, details = await _repair_all(bugs, address, modes, settings, checkpoint)
     finally:
         if serving is not None:
             serving.stop()
-    summary: dict[str, Any] = {mode: figures[mode].summary(args.budget) for mode in modes}
-    summary["guided_vs_unguided"] = _ratios(summary["guided"], summary["unguided"])
-    if args.validate:
-        summary["guided_vs_unguided_with_tests"] = _ratios(
-            summary["guided_tests"], summary["unguided_tests"]
-        )
-    summary.update(
-        {"bugs": len(bugs), "budget": args.budget, "seed": args.seed,
-         "kinds": {k: sum(b.kind == k for b in bugs) for k in KINDS},
-         "model": args.model or "smollm2-135m", "serve_args": args.serve_arg,
-         "machine": machine_info(), "details": details}
-    )  # fmt: skip
-    write_json(args.json, summary)
+    write_json(args.json, summarize(figures, details))
     return 0
 
 
 async def _repair_all(
-    bugs: list[Bug], address: str, modes: tuple[str, ...], settings: _Settings
+    bugs: list[Bug],
+    address: str,
+    modes: tuple[str, ...],
+    settings: _Settings,
+    checkpoint: Callable[[dict[str, _ModeFigures], list[dict[str, Any]]], None],
 ) -> tuple[dict[str, _ModeFigures], list[dict[str, Any]]]:
     import grpc
 
@@ -216,6 +231,7 @@ async def _repair_all(
                             bug, mode, stub, engine, settings, figures[mode], executor
                         )
                     details.append(row)
+                    checkpoint(figures, details)
                     print(f"{number + 1}/{len(bugs)} {bug.kind}: "
                           + " | ".join(_brief(row, mode) for mode in modes),
                           file=sys.stderr)  # fmt: skip
@@ -250,7 +266,7 @@ async def _repair_one(
                 await validation.run_original(bug.text)
                 start.failing_test_output = validation.hint
             result = await run_repair(
-                stub, start, None if start.unguided else engine,
+                stub, start, engine,
                 engine_deadline_s=settings.engine_deadline_s, timeout_s=900,
             )  # fmt: skip
             candidates = list(result.candidates)
