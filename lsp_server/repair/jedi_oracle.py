@@ -117,6 +117,18 @@ def _in_comprehension_head(before: str) -> bool:
     return re.search(r"\bfor\b", before[opener:]) is None
 
 
+_BINDERS = re.compile(r"\bfor\s+([\w\s,()]+?)\s+in\b|\blambda\b([^:]*):")
+
+
+def _bound_earlier(before: str) -> list[str]:
+    """Names bound by `for` clauses and `lambda` parameters in `before` (one line)."""
+    names: list[str] = []
+    for match in _BINDERS.finditer(before):
+        targets = match.group(1) if match.group(1) is not None else match.group(2)
+        names += re.findall(r"[^\W\d]\w*", targets.replace("*", " "))
+    return names
+
+
 def _defines_name(before: str) -> bool:
     if _DEFINES_NAME.search(before):
         return True
@@ -277,10 +289,12 @@ class JediOracle:
             if not found and not script.complete(line + 1, len(before)):
                 return ANYTHING  # Jedi knows no attribute at all: the object's type is unknown
             return found
-        # Jedi leaves out keywords in some places (`key=lambda` in an argument list).
+        # Jedi leaves out keywords in some places (`key=lambda` in an argument list), and the
+        # names a `for` clause or a `lambda` earlier on the line binds while its brackets are
+        # still open (`[x for x in xs if x`, `key=lambda x: m[x`).
         found += [
             word[len(fragment) :]
-            for word in _KEYWORDS
+            for word in (*_KEYWORDS, *_bound_earlier(before))
             if word.startswith(fragment) and word[len(fragment) :] not in found
         ]
         if _STATEMENT_TARGETS.match(before):

@@ -94,6 +94,20 @@ async def test_keywords_jedi_leaves_out_are_offered(engine) -> None:  # type: ig
     assert result is not None and "ambda" in result
 
 
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("def f(xs):\n    return [x for x in xs if x", ""),  # Jedi misses it: brackets open
+        ("def f(lst):\n    return [lst[i] for i in range(3) if lst[i", ""),
+        ("def f(m, xs):\n    return sorted(xs, key=lambda item: m[ite", "m"),
+        ("def f(ps):\n    return [a for (a, b) in ps if b", ""),
+    ],
+)
+async def test_names_bound_earlier_on_the_line_are_known(engine, text, rest) -> None:  # type: ignore[no-untyped-def]
+    result = await _at_end(engine, text)
+    assert result is not None and rest in result
+
+
 async def test_call_arguments_stay_guided(engine) -> None:  # type: ignore[no-untyped-def]
     # Not a comprehension head: a misspelled argument is still infeasible.
     assert await _at_end(engine, "def f(values):\n    return sorted(valuez") == []
