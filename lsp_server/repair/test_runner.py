@@ -112,7 +112,10 @@ class TestRunner:
         async with self._slots:
             with tempfile.TemporaryDirectory(prefix="quill-repair-test-") as folder:
                 copy = Path(folder) / "workspace"
-                await asyncio.to_thread(self._copy_workspace, copy, text)
+                try:
+                    await asyncio.to_thread(self._copy_workspace, copy, text)
+                except (OSError, shutil.Error) as error:
+                    raise TestCommandError(f"could not copy the workspace: {error}") from error
                 return await self._execute(copy)
 
     def _copy_workspace(self, copy: Path, text: str) -> None:

@@ -94,6 +94,18 @@ def test_bad_commands_and_too_large_workspaces_are_refused(workspace: Path) -> N
         asyncio.run(test.run(BUGGY))
 
 
+def test_a_workspace_that_cannot_be_copied_is_a_clear_error(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file the user cannot read (tests run as root here, who reads anything).
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(workspace / "secret.txt"))
+
+    monkeypatch.setattr("lsp_server.repair.test_runner.shutil.copytree", refuse)
+    with pytest.raises(TestCommandError, match="could not copy the workspace: .*Permission"):
+        asyncio.run(runner(workspace, "true").run(BUGGY))
+
+
 def test_validation_ranks_a_passing_candidate_first_and_feeds_the_failure_as_hint(
     workspace: Path,
 ) -> None:
