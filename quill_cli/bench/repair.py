@@ -286,7 +286,8 @@ async def _repair_one(
 
 
 def _validation(bug: Bug, folder: Path, settings: _Settings) -> Any:
-    """The task's tests as a workspace: humaneval.py and a test file that imports it."""
+    """The task's tests as a workspace: humaneval.py and a test file that imports it (run
+    without -I: isolated mode leaves the script's folder off sys.path)."""
     from lsp_server.repair.test_runner import TestLimits, TestRunner
     from lsp_server.repair.validation import TestValidation
 
@@ -295,7 +296,7 @@ def _validation(bug: Bug, folder: Path, settings: _Settings) -> Any:
         f"from humaneval import *\n\n{bug.test}\n\ncheck({bug.entry_point})\n"
     )
     runner = TestRunner(
-        f"{sys.executable} -I test_humaneval.py",
+        f"{sys.executable} test_humaneval.py",
         folder,
         "humaneval.py",
         TestLimits(timeout_s=settings.test_timeout_s),
