@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+from quill.v1 import quill_pb2 as pb
 from quill_cli.bench.quality import default_data_dir, program_passes
-from quill_cli.bench.repair import _same_code
+from quill_cli.bench.repair import _same_code, _Settings, _validation
 from quill_cli.bench.repair_bugs import KINDS, make_bugs
 
 
@@ -34,14 +38,10 @@ def test_a_fix_is_the_original_line_token_by_token() -> None:
     assert not _same_code("    return (a", "    return a")
 
 
-def test_validation_workspace_runs_the_tasks_tests(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-
-    from quill_cli.bench.repair import _Settings, _validation
-
+def test_validation_workspace_runs_the_tasks_tests(tmp_path: Path) -> None:
     [bug] = make_bugs(default_data_dir(), 1, seed=3, fails_tests=_fails)
     validation = _validation(bug, tmp_path, _Settings(4, 2.0, 30.0))
-    fixed = pb_candidate(bug.original_line)
+    fixed = pb.RepairCandidate(patch=bug.original_line, parses=True)
 
     async def scenario() -> None:
         await validation.run_original(bug.text)
@@ -52,9 +52,3 @@ def test_validation_workspace_runs_the_tasks_tests(tmp_path) -> None:  # type: i
     assert validation.active and "Error" in validation.hint
     assert "ModuleNotFoundError" not in validation.hint
     assert validation.passed(fixed) is True
-
-
-def pb_candidate(patch: str):  # type: ignore[no-untyped-def]
-    from quill.v1 import quill_pb2 as pb
-
-    return pb.RepairCandidate(patch=patch, parses=True)
