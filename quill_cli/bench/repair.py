@@ -377,25 +377,27 @@ def _parses(text: str) -> bool:
 
 
 def _normalized(patch: str) -> str:
-    return " ".join(patch.split())
+    """Two patches are the same candidate when their code tokens are (as serving decides)."""
+    tokens = _code_tokens(patch)
+    return "\x00".join(tokens) if tokens is not None else " ".join(patch.split())
 
 
 def _same_code(patch: str, original: str) -> bool:
     """Equal token by token (whitespace and comments aside)."""
+    mine = _code_tokens(patch)
+    return mine is not None and mine == _code_tokens(original)
 
-    def tokens(code: str) -> list[str] | None:
-        try:
-            return [
-                t.string
-                for t in tokenize.generate_tokens(io.StringIO(code.strip() + "\n").readline)
-                if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE,
-                                  tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
-            ]  # fmt: skip
-        except (tokenize.TokenError, SyntaxError):
-            return None
 
-    mine = tokens(patch)
-    return mine is not None and mine == tokens(original)
+def _code_tokens(code: str) -> list[str] | None:
+    try:
+        return [
+            t.string
+            for t in tokenize.generate_tokens(io.StringIO(code.strip() + "\n").readline)
+            if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE,
+                              tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+        ]  # fmt: skip
+    except (tokenize.TokenError, SyntaxError):
+        return None
 
 
 def _brief(row: dict[str, Any], mode: str) -> str:

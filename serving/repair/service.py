@@ -9,8 +9,10 @@ engine streams and so aborts every engine request of the repair.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
+import tokenize
 import uuid
 from collections.abc import AsyncIterator
 
@@ -29,6 +31,11 @@ from serving.repair.prompt import PROMPT_STYLES, Region, build_prompt
 from serving.repair.validity import SyntaxCheck, syntax_error
 
 logger = logging.getLogger(__name__)
+
+_LAYOUT_TOKENS = frozenset(
+    {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+     tokenize.ENDMARKER}
+)  # fmt: skip
 
 
 def validate(start: pb.RepairStart, settings: RepairConfig) -> Region:
@@ -240,7 +247,7 @@ class _DistinctSampling:
         self._mode = mode
         self._outbox = outbox
         self._max_samples = budget * max(settings.max_samples_per_candidate, 1)
-        self._seen = {_normalized(region.original)}
+        self._seen = {_normalized(region.original, language)}
         self._running: set[asyncio.Task[SampleResult]] = set()
         self._launched = 0
         self.sent = self.done = self.duplicates = self.unparsable = self.given_up = 0
@@ -293,7 +300,7 @@ class _DistinctSampling:
         if result.patch is None:
             self.given_up += 1
             return
-        key = _normalized(result.patch)
+        key = _normalized(result.patch, self._language)
         if key in self._seen:
             self.duplicates += 1
             return
@@ -324,8 +331,20 @@ async def _candidate(result: SampleResult, oracle: StreamOracle) -> pb.RepairCan
     )
 
 
-def _normalized(patch: str) -> str:
-    return "\n".join(line.rstrip() for line in patch.strip("\n").split("\n"))
+def _normalized(patch: str, language: str) -> str:
+    """What makes two patches the same code: Python tokens without comments and layout (so
+    `n!=1` equals `n != 1`); whitespace aside for other languages or text that does not
+    tokenize."""
+    if language == "python":
+        try:
+            return "\x00".join(
+                token.string
+                for token in tokenize.generate_tokens(io.StringIO(patch.strip() + "\n").readline)
+                if token.type not in _LAYOUT_TOKENS
+            )
+        except (tokenize.TokenError, IndentationError, SyntaxError):
+            pass
+    return " ".join(patch.split())
 
 
 async def _read_answers(

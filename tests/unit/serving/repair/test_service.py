@@ -422,3 +422,22 @@ def test_regions_of_several_lines_and_insertion_points() -> None:
         assert "insertion goes after one line" in (error.value.details() or "")
 
     asyncio.run(scenario())
+
+
+def test_a_sample_that_differs_only_in_spacing_or_comments_is_a_duplicate() -> None:
+    table = {
+        "   ": [(" return", -0.1)],
+        "    return": [("  rslt", -0.1)],
+        "    return  rslt": [("  # the same code", -0.1)],
+        "    return  rslt  # the same code": [("\n", -0.1)],
+    }
+
+    async def scenario() -> None:
+        async with repair_server(scripted_engine(table), RepairConfig()) as address:
+            candidates, done, _ = await drive(
+                address, start(budget=1, unguided=True), answer_with(ScriptedNameOracle())
+            )
+        assert candidates == []
+        assert done is not None and done.duplicates == done.samples == 3
+
+    asyncio.run(scenario())
