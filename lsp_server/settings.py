@@ -80,6 +80,12 @@ class Settings:
     repair_timeout_s: float = checked(300.0, low=0, above_low=True, high=86_400)
     # Regions longer than this many lines are refused.
     repair_max_lines: int = checked(30, low=1, high=100_000)
+    # A shell command that runs the workspace's tests (`pytest -x -q tests/test_x.py`): each
+    # candidate is tested in a temporary copy of the workspace, passing ones rank first, and
+    # the original's failing output is shown to the model. "": candidates are not tested.
+    repair_test_command: str = checked("", max_chars=100_000)
+    # Seconds one run of the test command may take before it is killed.
+    repair_test_timeout_s: float = checked(60.0, low=0, above_low=True, high=86_400)
 
 
 def parse_settings(options: Any) -> tuple[Settings, list[str]]:

@@ -149,6 +149,17 @@ class RepairConfig:
         help="used when the request's temperature is 0 (several samples of one greedy decoder "
         "are one)",
     )
+    max_samples_per_candidate: int = option(
+        3,
+        help="the budget counts distinct candidates that parse; decoding goes on up to this many "
+        "samples per candidate wanted",
+    )
+    temperature_step: float = option(
+        0.2,
+        help="each further round of samples is this much hotter (a model that keeps copying the "
+        "buggy line is pushed away from it)",
+    )
+    max_temperature: float = option(1.2, help="the hottest round of repair samples")
     top_logprobs: int = option(
         8, help="alternatives per generated token; the decoder picks feasible ones from them"
     )

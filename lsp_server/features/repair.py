@@ -39,12 +39,15 @@ from lsp_server.repair.client import (
     RepairInputError,
     RepairResult,
     check_region,
+    patch_region,
     run_repair,
 )
 from lsp_server.repair.jedi_oracle import JediOracle, JediWorker
 from lsp_server.repair.name_oracle import NameOracle
+from lsp_server.repair.test_runner import TestCommandError, TestLimits, TestRunner
+from lsp_server.repair.validation import TestValidation
 from lsp_server.server import QuillLanguageServer
-from lsp_server.workspace_identity import path_of
+from lsp_server.workspace_identity import path_of, root_path
 from quill.grpc_metadata import routing_metadata
 from quill.v1 import quill_pb2 as pb
 
@@ -75,6 +78,10 @@ class RepairRequest:
     hint: str = ""
     budget: int | None = None
     unguided: bool = False
+    # Insert new lines after start_line (== end_line) instead of replacing the region.
+    insert: bool = False
+    # Overrides the repairTestCommand setting ("" turns testing off for this repair).
+    test_command: str | None = None
 
 
 @dataclass
@@ -83,6 +90,7 @@ class FinishedRepair:
     version: int | None
     text: str
     result: RepairResult
+    validation: TestValidation | None = None
 
 
 @dataclass
@@ -137,6 +145,7 @@ class RepairFeature:
             raise JsonRpcInvalidParams(f"{request.uri} is not open in the language server")
         text = document.source
         start = self._start_message(request, document)
+        validation = self._validation(request)
         client = ls.serving_client()
         if not client.available:
             raise RepairFailedError(f"serving at {client.address} is unavailable")
@@ -152,19 +161,13 @@ class RepairFeature:
         def report(state: pb.RepairProgress) -> None:
             budget = max(state.budget, 1)
             progress.report(
-                f"{state.samples_done}/{state.budget} samples", 100 * state.samples_done // budget
+                f"{state.distinct}/{state.budget} distinct candidates, "
+                f"{state.samples_done} samples",
+                min(100, 100 * state.distinct // budget),
             )
 
         task = asyncio.ensure_future(
-            run_repair(
-                client.stub,
-                start,
-                engine,
-                on_progress=report,
-                metadata=routing_metadata(start.workspace_id),
-                engine_deadline_s=ls.settings.repair_engine_deadline_s,
-                timeout_s=ls.settings.repair_timeout_s,
-            )
+            self._repair_and_test(start, text, validation, client.stub, engine, report, progress)
         )
         running = RunningRepair(task)
         self.running[request.uri] = running
@@ -187,7 +190,7 @@ class RepairFeature:
             if self.running.get(request.uri) is running:
                 del self.running[request.uri]
         seconds = time.perf_counter() - started
-        finished = FinishedRepair(request, document.version, text, result)
+        finished = FinishedRepair(request, document.version, text, result, validation)
         self.finished[request.uri] = finished
         answer = self._answer(finished, document, seconds)
         progress.end(answer["message"])
@@ -203,6 +206,70 @@ class RepairFeature:
             await self._apply_best(finished, answer)
         return answer
 
+    async def _repair_and_test(
+        self,
+        start: pb.RepairStart,
+        text: str,
+        validation: TestValidation | None,
+        stub: Any,
+        engine: NameOracle | None,
+        report: Any,
+        progress: WorkDoneProgress,
+    ) -> RepairResult:
+        """Test the original (its failing output becomes the hint), repair, test candidates."""
+        ls = self.server
+        if validation is not None:
+            progress.report("running the tests on the original code", 0)
+            await validation.run_original(text)
+            if validation.hint:
+                start.failing_test_output = "\n".join(
+                    part for part in (start.failing_test_output, validation.hint) if part
+                )
+        result = await run_repair(
+            stub,
+            start,
+            engine,
+            on_progress=report,
+            metadata=routing_metadata(start.workspace_id),
+            engine_deadline_s=ls.settings.repair_engine_deadline_s,
+            timeout_s=ls.settings.repair_timeout_s,
+        )
+        if validation is not None and validation.active and result.candidates:
+            progress.report(f"testing {len(result.candidates)} candidate(s)", 100)
+            first, last = patch_region(start)
+            await validation.run_candidates(text, first, last, result.candidates)
+            result.candidates = validation.ranked(result.candidates)
+        return result
+
+    def _validation(self, request: RepairRequest) -> TestValidation | None:
+        """A test validation when a test command is set (the request's, else the setting)."""
+        settings = self.server.settings
+        command = (
+            request.test_command
+            if request.test_command is not None
+            else settings.repair_test_command
+        )
+        if not command.strip():
+            return None
+        if settings.repair_test_timeout_s <= 0:
+            raise JsonRpcInvalidParams("repairTestTimeoutS must be positive")
+        root = root_path(self.server.workspace.root_uri)
+        path = path_of(request.uri)
+        if root is None or path is None or not path.is_relative_to(root):
+            raise JsonRpcInvalidParams(
+                "cannot run the tests: the file is not inside the workspace folder"
+            )
+        try:
+            runner = TestRunner(
+                command,
+                root,
+                path.relative_to(root).as_posix(),
+                TestLimits(timeout_s=settings.repair_test_timeout_s),
+            )
+        except TestCommandError as error:
+            raise JsonRpcInvalidParams(f"cannot run the tests: {error}") from error
+        return TestValidation(runner)
+
     def _start_message(self, request: RepairRequest, document: TextDocument) -> pb.RepairStart:
         settings = self.server.settings
         text = document.source
@@ -214,6 +281,8 @@ class RepairFeature:
             check_region(text, request.start_line, request.end_line)
         except RepairInputError as error:
             raise JsonRpcInvalidParams(f"cannot repair: {error}") from error
+        if request.insert and request.start_line != request.end_line:
+            raise JsonRpcInvalidParams("an insertion goes after one line (startLine == endLine)")
         lines = request.end_line - request.start_line + 1
         if lines > settings.repair_max_lines:
             raise JsonRpcInvalidParams(
@@ -231,20 +300,24 @@ class RepairFeature:
             failing_test_output=request.hint,
             budget=request.budget if request.budget is not None else settings.repair_budget,
             unguided=request.unguided or language not in _LANGUAGES_WITH_ENGINE,
+            insert=request.insert,
         )
 
     def _answer(
         self, finished: FinishedRepair, document: TextDocument, seconds: float
     ) -> dict[str, Any]:
         result = finished.result
+        validation = finished.validation
         candidates = [
             {
                 "rank": rank,
-                "title": candidate_title(rank, candidate),
+                "title": candidate_title(rank, candidate, _tests_pass(finished, candidate)),
                 "patch": candidate.patch,
                 "score": candidate.score,
                 "parses": candidate.parses,
                 "namesResolve": candidate.names_resolve,
+                "callProblems": list(candidate.call_problems),
+                "testsPass": _tests_pass(finished, candidate),
                 "edit": _converter.unstructure(
                     candidate_edit(document, finished, candidate),
                     unstructure_as=types.WorkspaceEdit,
@@ -260,13 +333,19 @@ class RepairFeature:
                 f"the completion engine missed its deadline on {result.engine_unavailable} of "
                 f"{result.queries} queries"
             )
+        done = result.done
+        if validation is not None:
+            notes.append(validation.summary())
         if candidates:
-            message = f"Quill found {len(candidates)} candidate patch(es) in {seconds:.1f} s"
+            message = f"Quill found {len(candidates)} candidate patch(es)"
         else:
-            message = f"Quill found no candidate patch in {seconds:.1f} s"
+            message = "Quill found no candidate patch"
+        if done is not None and done.samples:
+            message += f" ({len(candidates)} distinct of {done.samples} samples: "
+            message += f"{_sample_account(done)})"
+        message += f" in {seconds:.1f} s"
         if notes:
             message += " (" + "; ".join(notes) + ")"
-        done = result.done
         return {
             "candidates": candidates,
             "cancelled": False,
@@ -275,6 +354,12 @@ class RepairFeature:
             "model": done.model if done is not None else "",
             "engineQueries": result.queries,
             "engineUnavailable": result.engine_unavailable,
+            "distinct": len(candidates),
+            "samples": done.samples if done is not None else 0,
+            "duplicates": done.duplicates if done is not None else 0,
+            "unparsable": done.unparsable if done is not None else 0,
+            "testNote": validation.note if validation is not None else "",
+            "originalTestOutput": validation.hint if validation is not None else "",
         }
 
     async def _apply_best(self, finished: FinishedRepair, answer: dict[str, Any]) -> None:
@@ -352,7 +437,7 @@ class RepairFeature:
     ) -> list[types.CodeAction]:
         return [
             types.CodeAction(
-                title=candidate_title(rank, candidate),
+                title=candidate_title(rank, candidate, _tests_pass(finished, candidate)),
                 kind=CANDIDATE_KIND,
                 is_preferred=rank == 1 and candidate.parses and candidate.names_resolve,
                 edit=candidate_edit(document, finished, candidate),
@@ -363,21 +448,45 @@ class RepairFeature:
         ]
 
 
-def candidate_title(rank: int, candidate: pb.RepairCandidate) -> str:
+def candidate_title(
+    rank: int, candidate: pb.RepairCandidate, tests_pass: bool | None = None
+) -> str:
     first = next((line.strip() for line in candidate.patch.split("\n") if line.strip()), "")
-    flags = (
-        ""
-        if candidate.parses and candidate.names_resolve
-        else (" (does not parse)" if not candidate.parses else " (unresolved names)")
-    )
+    if tests_pass is True:
+        flags = " (tests pass)"
+    elif not candidate.parses:
+        flags = " (does not parse)"
+    elif not candidate.names_resolve:
+        flags = " (unresolved names)"
+    elif candidate.call_problems:
+        flags = " (call does not fit its signature)"
+    else:
+        flags = ""
+    if tests_pass is False:
+        flags += " (tests fail)"
     more = " …" if candidate.patch.strip().count("\n") else ""
     return f"Quill fix {rank}: {first[:80]}{more}{flags}"
+
+
+def _tests_pass(finished: FinishedRepair, candidate: pb.RepairCandidate) -> bool | None:
+    validation = finished.validation
+    return validation.passed(candidate) if validation is not None else None
+
+
+def _sample_account(done: pb.RepairDone) -> str:
+    parts = [f"{done.duplicates} repeated the original or an earlier one"]
+    if done.unparsable:
+        parts.append(f"{done.unparsable} did not parse")
+    if done.given_up:
+        parts.append(f"{done.given_up} found no feasible token")
+    return ", ".join(parts)
 
 
 def candidate_edit(
     document: TextDocument, finished: FinishedRepair, candidate: pb.RepairCandidate
 ) -> types.WorkspaceEdit:
-    """Replace the region's lines (up to the last line's end) with the patch."""
+    """Replace the region's lines (up to the last line's end) with the patch; an insertion goes
+    at the end of its line, after a newline."""
     request = finished.request
     lines = finished.text.split("\n")
     last = lines[request.end_line].rstrip("\r")
@@ -385,6 +494,9 @@ def candidate_edit(
         line=request.end_line, character=document.position_codec.client_num_units(last)
     )
     patch = candidate.patch[:-1] if candidate.patch.endswith("\n") else candidate.patch
+    start = types.Position(request.start_line, 0)
+    if request.insert:
+        start, patch = end, "\n" + patch
     return types.WorkspaceEdit(
         document_changes=[
             types.TextDocumentEdit(
@@ -393,7 +505,7 @@ def candidate_edit(
                 ),
                 edits=[
                     types.TextEdit(
-                        range=types.Range(start=types.Position(request.start_line, 0), end=end),
+                        range=types.Range(start=start, end=end),
                         new_text=patch,
                     )
                 ],
@@ -421,6 +533,10 @@ class _RepairOptions:
     hint: str = checked("", max_chars=1_000_000)
     budget: int | None = checked(None, low=0, high=1024)
     unguided: bool = False
+    # Insert new lines after the line instead of replacing the region.
+    insert: bool = False
+    # Overrides the repairTestCommand setting ("" turns testing off for this repair).
+    test_command: str | None = checked(None, max_chars=100_000)
 
     def request(self, start_line: int, end_line: int) -> RepairRequest:
         return RepairRequest(
@@ -431,6 +547,8 @@ class _RepairOptions:
             hint=self.hint,
             budget=self.budget,
             unguided=self.unguided,
+            insert=self.insert,
+            test_command=self.test_command,
         )
 
 

@@ -51,6 +51,14 @@ class RepairResult:
     engine_unavailable: int = 0
 
 
+def patch_region(start: pb.RepairStart) -> tuple[int, int]:
+    """Lines first..last a patch replaces; for an insertion after line N the empty region
+    N+1..N, so the patch goes between lines N and N+1 (serving splices the same way)."""
+    if start.insert:
+        return start.start.line + 1, start.start.line
+    return start.start.line, start.end.line
+
+
 def check_region(text: str, start_line: int, end_line: int) -> None:
     """Raise RepairInputError with a message for the user unless the region can be repaired."""
     if not text.strip():
@@ -103,15 +111,14 @@ async def run_repair(
         # engine that is slow on its first query (Jedi) warms up before decoding starts.
         await prepare(ENGINE_PREPARE_TIMEOUT_S)
     lines = start.text.split("\n")
+    first, last = patch_region(start)
     result = RepairResult()
     write_lock = asyncio.Lock()
     pending: set[asyncio.Task[None]] = set()
     call = stub.Repair(metadata=tuple(metadata), timeout=timeout_s)
 
     async def answer(query: pb.CompletionQuery) -> None:
-        reply = await _answer(
-            query, lines, start.start.line, start.end.line, engine, engine_deadline_s
-        )
+        reply = await _answer(query, lines, first, last, engine, engine_deadline_s)
         result.queries += 1
         result.engine_unavailable += int(reply.unavailable)
         async with write_lock:
@@ -155,9 +162,11 @@ async def run_repair(
     return result
 
 
-def candidate_rank(candidate: pb.RepairCandidate) -> tuple[bool, bool, float]:
-    """Valid patches first (parse and resolve), then by model score."""
-    return (candidate.parses and candidate.names_resolve, candidate.parses, candidate.score)
+def candidate_rank(candidate: pb.RepairCandidate) -> tuple[bool, bool, bool, float]:
+    """Valid patches first (parse, names resolve, calls fit their signatures), then those whose
+    names resolve, then those that parse, then by model score."""
+    valid = candidate.parses and candidate.names_resolve
+    return (valid and not candidate.call_problems, valid, candidate.parses, candidate.score)
 
 
 async def _answer(
@@ -173,7 +182,13 @@ async def _answer(
         reply.unavailable = True
         return reply
     text, line, column = place_patch(lines, start_line, end_line, query.patch_so_far)
-    if query.resolve_names:
+    if query.check_calls:
+        check = getattr(engine, "call_problems", None)
+        if check is None:
+            return reply  # an engine without signatures: no judgement
+        asked = check(text, start_line, query.patch_so_far, deadline_s)
+        answer_field = reply.call_problems
+    elif query.resolve_names:
         asked = engine.unresolved_names(text, start_line, line, deadline_s)
         answer_field = reply.unresolved_names
     else:

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 import jedi
 
+from lsp_server.repair.calls import Param, calls_in, mismatch
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -113,6 +115,18 @@ def _in_comprehension_head(before: str) -> bool:
     if before[opener] == "(" and re.search(r"[\w)\]]\s*$", before[:opener]):
         return False  # a call's arguments
     return re.search(r"\bfor\b", before[opener:]) is None
+
+
+_BINDERS = re.compile(r"\bfor\s+([\w\s,()]+?)\s+in\b|\blambda\b([^:]*):")
+
+
+def _bound_earlier(before: str) -> list[str]:
+    """Names bound by `for` clauses and `lambda` parameters in `before` (one line)."""
+    names: list[str] = []
+    for match in _BINDERS.finditer(before):
+        targets = match.group(1) if match.group(1) is not None else match.group(2)
+        names += re.findall(r"[^\W\d]\w*", targets.replace("*", " "))
+    return names
 
 
 def _defines_name(before: str) -> bool:
@@ -243,6 +257,13 @@ class JediOracle:
             lambda: self._unresolved_names(text, start_line, end_line), deadline_s
         )
 
+    async def call_problems(
+        self, text: str, start_line: int, patch: str, deadline_s: float
+    ) -> list[str] | None:
+        return await self._worker.run(
+            lambda: self._call_problems(text, start_line, patch), deadline_s
+        )
+
     def _script(self, text: str) -> jedi.Script:
         return jedi.Script(code=text, path=self.path, project=self._worker.project())
 
@@ -268,10 +289,12 @@ class JediOracle:
             if not found and not script.complete(line + 1, len(before)):
                 return ANYTHING  # Jedi knows no attribute at all: the object's type is unknown
             return found
-        # Jedi leaves out keywords in some places (`key=lambda` in an argument list).
+        # Jedi leaves out keywords in some places (`key=lambda` in an argument list), and the
+        # names a `for` clause or a `lambda` earlier on the line binds while its brackets are
+        # still open (`[x for x in xs if x`, `key=lambda x: m[x`).
         found += [
             word[len(fragment) :]
-            for word in _KEYWORDS
+            for word in (*_KEYWORDS, *_bound_earlier(before))
             if word.startswith(fragment) and word[len(fragment) :] not in found
         ]
         if _STATEMENT_TARGETS.match(before):
@@ -313,6 +336,25 @@ class JediOracle:
             if name.name not in unresolved:
                 unresolved.append(name.name)
         return unresolved
+
+    def _call_problems(self, text: str, start_line: int, patch: str) -> list[str]:
+        calls = calls_in(patch)
+        if not calls:
+            return []
+        script = self._script(text)
+        problems: list[str] = []
+        for call in calls:
+            signatures = script.get_signatures(start_line + call.line + 1, call.column)
+            problem = mismatch(call, [_params(signature) for signature in signatures])
+            if problem is not None and problem not in problems:
+                problems.append(problem)
+        return problems
+
+
+def _params(signature: Any) -> list[Param]:
+    return [
+        Param(param.name, param.kind.name, "=" in param.to_string()) for param in signature.params
+    ]
 
 
 def _matching(completions: list[Any], fragment: str) -> list[str]:

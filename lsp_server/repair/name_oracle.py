@@ -1,8 +1,9 @@
 """The small interface the repair client asks a name oracle (Repilot's "completion engine") through.
 
-An engine answers two questions about a file with a candidate patch already placed in it. Jedi
-answers them for Python (`jedi_oracle.py`); an LSP client to another language's server (pyright,
-rust-analyzer, jdtls) can implement the same two methods.
+An engine answers questions about a file with a candidate patch already placed in it: what can be
+typed here, which names do not resolve, which calls do not fit their signatures. Jedi answers them
+for Python (`jedi_oracle.py`); an LSP client to another language's server (pyright,
+rust-analyzer, jdtls) can implement the same methods.
 """
 
 from __future__ import annotations
@@ -33,4 +34,12 @@ class NameOracle(Protocol):
         A name resolves when the engine finds where it comes from, when it is a builtin or a
         keyword, or when it is defined somewhere in the file. None: could not answer in time.
         """
+        ...
+
+    async def call_problems(
+        self, text: str, start_line: int, patch: str, deadline_s: float
+    ) -> list[str] | None:
+        """Why calls closed in `patch` (placed in `text` from zero-based `start_line` on) do not
+        fit their callee's signature: too many or too few arguments, unknown keyword names.
+        [] when every call fits or cannot be judged; None: could not answer in time."""
         ...

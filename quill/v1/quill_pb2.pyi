@@ -329,7 +329,7 @@ class SearchApiResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[ApiHit, _Mapping]]] = ..., latency_ms: _Optional[float] = ...) -> None: ...
 
 class RepairStart(_message.Message):
-    __slots__ = ("workspace_id", "file_path", "language", "text", "start", "end", "failing_test_output", "budget", "unguided", "temperature", "max_tokens")
+    __slots__ = ("workspace_id", "file_path", "language", "text", "start", "end", "failing_test_output", "budget", "unguided", "temperature", "max_tokens", "insert")
     WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
     FILE_PATH_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -341,6 +341,7 @@ class RepairStart(_message.Message):
     UNGUIDED_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INSERT_FIELD_NUMBER: _ClassVar[int]
     workspace_id: str
     file_path: str
     language: str
@@ -352,29 +353,34 @@ class RepairStart(_message.Message):
     unguided: bool
     temperature: float
     max_tokens: int
-    def __init__(self, workspace_id: _Optional[str] = ..., file_path: _Optional[str] = ..., language: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., end: _Optional[_Union[Position, _Mapping]] = ..., failing_test_output: _Optional[str] = ..., budget: _Optional[int] = ..., unguided: _Optional[bool] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    insert: bool
+    def __init__(self, workspace_id: _Optional[str] = ..., file_path: _Optional[str] = ..., language: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[_Union[Position, _Mapping]] = ..., end: _Optional[_Union[Position, _Mapping]] = ..., failing_test_output: _Optional[str] = ..., budget: _Optional[int] = ..., unguided: _Optional[bool] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., insert: _Optional[bool] = ...) -> None: ...
 
 class CompletionQuery(_message.Message):
-    __slots__ = ("query_id", "patch_so_far", "resolve_names")
+    __slots__ = ("query_id", "patch_so_far", "resolve_names", "check_calls")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     PATCH_SO_FAR_FIELD_NUMBER: _ClassVar[int]
     RESOLVE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    CHECK_CALLS_FIELD_NUMBER: _ClassVar[int]
     query_id: int
     patch_so_far: str
     resolve_names: bool
-    def __init__(self, query_id: _Optional[int] = ..., patch_so_far: _Optional[str] = ..., resolve_names: _Optional[bool] = ...) -> None: ...
+    check_calls: bool
+    def __init__(self, query_id: _Optional[int] = ..., patch_so_far: _Optional[str] = ..., resolve_names: _Optional[bool] = ..., check_calls: _Optional[bool] = ...) -> None: ...
 
 class CompletionAnswer(_message.Message):
-    __slots__ = ("query_id", "continuations", "unavailable", "unresolved_names")
+    __slots__ = ("query_id", "continuations", "unavailable", "unresolved_names", "call_problems")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     CONTINUATIONS_FIELD_NUMBER: _ClassVar[int]
     UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
     UNRESOLVED_NAMES_FIELD_NUMBER: _ClassVar[int]
+    CALL_PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     query_id: int
     continuations: _containers.RepeatedScalarFieldContainer[str]
     unavailable: bool
     unresolved_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, query_id: _Optional[int] = ..., continuations: _Optional[_Iterable[str]] = ..., unavailable: _Optional[bool] = ..., unresolved_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    call_problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_id: _Optional[int] = ..., continuations: _Optional[_Iterable[str]] = ..., unavailable: _Optional[bool] = ..., unresolved_names: _Optional[_Iterable[str]] = ..., call_problems: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RepairClientMessage(_message.Message):
     __slots__ = ("start", "answer")
@@ -385,29 +391,33 @@ class RepairClientMessage(_message.Message):
     def __init__(self, start: _Optional[_Union[RepairStart, _Mapping]] = ..., answer: _Optional[_Union[CompletionAnswer, _Mapping]] = ...) -> None: ...
 
 class RepairCandidate(_message.Message):
-    __slots__ = ("patch", "score", "parses", "names_resolve", "sample_index")
+    __slots__ = ("patch", "score", "parses", "names_resolve", "sample_index", "call_problems")
     PATCH_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     PARSES_FIELD_NUMBER: _ClassVar[int]
     NAMES_RESOLVE_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CALL_PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     patch: str
     score: float
     parses: bool
     names_resolve: bool
     sample_index: int
-    def __init__(self, patch: _Optional[str] = ..., score: _Optional[float] = ..., parses: _Optional[bool] = ..., names_resolve: _Optional[bool] = ..., sample_index: _Optional[int] = ...) -> None: ...
+    call_problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, patch: _Optional[str] = ..., score: _Optional[float] = ..., parses: _Optional[bool] = ..., names_resolve: _Optional[bool] = ..., sample_index: _Optional[int] = ..., call_problems: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RepairProgress(_message.Message):
-    __slots__ = ("samples_done", "budget")
+    __slots__ = ("samples_done", "budget", "distinct")
     SAMPLES_DONE_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_FIELD_NUMBER: _ClassVar[int]
     samples_done: int
     budget: int
-    def __init__(self, samples_done: _Optional[int] = ..., budget: _Optional[int] = ...) -> None: ...
+    distinct: int
+    def __init__(self, samples_done: _Optional[int] = ..., budget: _Optional[int] = ..., distinct: _Optional[int] = ...) -> None: ...
 
 class RepairDone(_message.Message):
-    __slots__ = ("candidates", "engine_queries", "memo_hits", "trie_prunes", "pruned_tokens", "seconds", "model")
+    __slots__ = ("candidates", "engine_queries", "memo_hits", "trie_prunes", "pruned_tokens", "seconds", "model", "samples", "duplicates", "unparsable", "given_up", "stopped_by", "syntax_prunes", "call_prunes")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_QUERIES_FIELD_NUMBER: _ClassVar[int]
     MEMO_HITS_FIELD_NUMBER: _ClassVar[int]
@@ -415,6 +425,13 @@ class RepairDone(_message.Message):
     PRUNED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    UNPARSABLE_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_UP_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_BY_FIELD_NUMBER: _ClassVar[int]
+    SYNTAX_PRUNES_FIELD_NUMBER: _ClassVar[int]
+    CALL_PRUNES_FIELD_NUMBER: _ClassVar[int]
     candidates: int
     engine_queries: int
     memo_hits: int
@@ -422,7 +439,14 @@ class RepairDone(_message.Message):
     pruned_tokens: int
     seconds: float
     model: str
-    def __init__(self, candidates: _Optional[int] = ..., engine_queries: _Optional[int] = ..., memo_hits: _Optional[int] = ..., trie_prunes: _Optional[int] = ..., pruned_tokens: _Optional[int] = ..., seconds: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
+    samples: int
+    duplicates: int
+    unparsable: int
+    given_up: int
+    stopped_by: str
+    syntax_prunes: int
+    call_prunes: int
+    def __init__(self, candidates: _Optional[int] = ..., engine_queries: _Optional[int] = ..., memo_hits: _Optional[int] = ..., trie_prunes: _Optional[int] = ..., pruned_tokens: _Optional[int] = ..., seconds: _Optional[float] = ..., model: _Optional[str] = ..., samples: _Optional[int] = ..., duplicates: _Optional[int] = ..., unparsable: _Optional[int] = ..., given_up: _Optional[int] = ..., stopped_by: _Optional[str] = ..., syntax_prunes: _Optional[int] = ..., call_prunes: _Optional[int] = ...) -> None: ...
 
 class RepairServerMessage(_message.Message):
     __slots__ = ("query", "candidate", "progress", "done")

@@ -8,7 +8,9 @@ continuations after the identifier's first character and after the whole identif
 rest of the file in place, exactly as `run_repair` does for serving. It reports the latency per
 query (the first, cold query separately), how often the right identifier was rejected (false
 infeasible), how often the engine said "anything goes", and how often the finished, correct line
-was reported to have unresolved names.
+was reported to have unresolved names. The call checks are replayed the same way: after every
+`)` that closes a call on the canonical line, the engine is asked whether the calls so far fit
+their signatures; any problem it reports on correct code is a false rejection.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ def identifiers(line: str) -> list[tuple[int, str]]:
     return [(t.start[1], t.string) for t in tokens if t.type == tokenize.NAME]
 
 
+def call_ends(line: str) -> list[int]:
+    """Where each call on a line closes (the index after its `)`), as the decoder asks."""
+    from lsp_server.repair.calls import calls_in
+
+    return sorted({call.end for call in calls_in(line)})
+
+
 def accepts(continuations: list[str] | None, rest: str) -> bool:
     """Whether an answer lets the decoder go on writing `rest` (None: unavailable, accepted)."""
     return continuations is None or continuations == [""] or rest in continuations
@@ -67,6 +76,9 @@ async def _run(args: argparse.Namespace) -> int:
     queries = rejected = anything = unavailable = 0
     unresolved_lines = lines = 0
     rejections: list[dict[str, Any]] = []
+    call_latencies: list[float] = []
+    call_queries = call_rejected = call_unavailable = 0
+    call_rejections: list[dict[str, Any]] = []
     try:
         for task in tasks:
             region = task.prompt.count("\n")
@@ -93,6 +105,19 @@ async def _run(args: argparse.Namespace) -> int:
                             {"task": task.task_id, "line": line.strip(), "typed": name[:typed],
                              "answer": answer[:8]}  # type: ignore[index]
                         )  # fmt: skip
+            for end in call_ends(line):
+                patch = line[:end]
+                patched, _, _ = place_patch(file_lines, region, region, patch)
+                started = time.perf_counter()
+                problems = await engine.call_problems(patched, region, patch, args.deadline)
+                call_latencies.append(time.perf_counter() - started)
+                call_queries += 1
+                call_unavailable += problems is None
+                if problems:
+                    call_rejected += 1
+                    call_rejections.append(
+                        {"task": task.task_id, "line": line.strip(), "problems": problems}
+                    )
             lines += 1
             names = await engine.unresolved_names(text, region, region, args.deadline * 5)
             unresolved_lines += bool(names)
@@ -110,6 +135,15 @@ async def _run(args: argparse.Namespace) -> int:
         "false_infeasible_rate": round(rejected / max(queries, 1), 4),
         "anything_goes_rate": round(anything / max(queries, 1), 4),
         "correct_lines_with_unresolved_names": unresolved_lines,
+        "call_queries": call_queries,
+        "call_false_rejection_rate": round(call_rejected / max(call_queries, 1), 4),
+        "call_latency": summarize_ms(call_latencies),
+        "call_over_deadline": call_unavailable,
+        "call_rejections": call_rejections[:20],
+        # Every check that could prune the right code: names and calls together.
+        "false_rejection_rate": round(
+            (rejected + call_rejected) / max(queries + call_queries, 1), 4
+        ),
         "lines": lines,
         "rejections": rejections[:20],
         "deadline_s": args.deadline,

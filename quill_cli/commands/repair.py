@@ -38,6 +38,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--end-line", type=int, default=None, help="last line of the region (1-based, inclusive)"
     )
+    p.add_argument(
+        "--insert",
+        action="store_true",
+        help="a line is missing: insert new code after LINE instead of replacing it",
+    )
+    p.add_argument(
+        "--test",
+        default="",
+        metavar="CMD",
+        help="shell command that runs the tests (in a temporary copy of the workspace for the "
+        "original and each candidate): its failure is shown to the model, passing candidates "
+        "rank first",
+    )
+    p.add_argument("--test-timeout", type=float, default=60.0, help="seconds one test run may take")
     p.add_argument("--budget", type=int, default=0, help="patches to sample (0: serving default)")
     p.add_argument("--json", type=Path, default=None, help="also write the candidates here")
     p.add_argument(
@@ -61,13 +75,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def splice(text: str, start_line: int, end_line: int, patch: str) -> str:
-    lines = text.split("\n")
-    return "\n".join([*lines[:start_line], patch, *lines[end_line + 1 :]])
-
-
 def candidate_diff(text: str, start_line: int, end_line: int, patch: str, name: str) -> str:
-    patched = splice(text, start_line, end_line, patch)
+    """The diff of the file with lines start..end replaced by `patch` (start = end + 1: the
+    patch is inserted before line start)."""
+    from lsp_server.repair.client import place_patch
+
+    patched, _, _ = place_patch(text.split("\n"), start_line, end_line, patch)
     return "".join(
         difflib.unified_diff(
             text.splitlines(keepends=True),
@@ -81,7 +94,12 @@ def candidate_diff(text: str, start_line: int, end_line: int, patch: str, name: 
 def _flags(candidate: dict[str, Any]) -> str:
     if not candidate["parses"]:
         return "does not parse"
-    return "parses, names resolve" if candidate["namesResolve"] else "parses, unresolved names"
+    flags = ["parses", "names resolve" if candidate["namesResolve"] else "unresolved names"]
+    if candidate.get("callProblems"):
+        flags.append("calls do not fit: " + "; ".join(candidate["callProblems"]))
+    if candidate.get("testsPass") is not None:
+        flags.append("tests pass" if candidate["testsPass"] else "tests fail")
+    return ", ".join(flags)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +109,12 @@ def run(args: argparse.Namespace) -> int:
     end_line = args.end_line if args.end_line is not None else line
     if end_line < line:
         logger.error("--end-line %d is before line %d", end_line, line)
+        return 2
+    if args.insert and end_line != line:
+        logger.error("--insert goes after one line; leave out --end-line")
+        return 2
+    if args.test_timeout <= 0:
+        logger.error("--test-timeout must be positive")
         return 2
     if args.budget < 0:
         logger.error("--budget must not be negative")
@@ -102,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "repairTimeoutS": args.timeout,
         "repairEngineDeadlineS": args.engine_deadline,
         "repairMaxLines": 1000,
+        "repairTestTimeoutS": args.test_timeout,
         # Repair does not use retrieval: do not upload the folder for one command.
         "retrieval": False,
     }
@@ -117,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         "unguided": args.unguided,
         "hint": args.hint,
         "apply": False,
+        "insert": args.insert,
+        "testCommand": args.test,
     }
 
     async def repair() -> dict[str, Any]:
@@ -144,8 +171,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         name = path.name
     candidates = result["candidates"]
+    first, last = (line, line - 1) if args.insert else (line - 1, end_line - 1)
     for candidate in candidates:
-        candidate["diff"] = candidate_diff(text, line - 1, end_line - 1, candidate["patch"], name)
+        candidate["diff"] = candidate_diff(text, first, last, candidate["patch"], name)
         del candidate["edit"]  # an editor's concern; the diff says the same here
         print(
             f"# candidate {candidate['rank']} of {len(candidates)}: "

@@ -54,6 +54,7 @@ class SampleResult:
 @dataclass
 class _State:
     text: str  # patch so far, including the head already in the prompt
+    temperature: float
     generated_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     banned: set[int] = field(default_factory=set)
@@ -75,8 +76,16 @@ class RepairDecoder:
         self._params = params
         self._guide = guide
 
-    async def sample(self, index: int) -> SampleResult:
-        state = _State(text=self._prompt.head)
+    @property
+    def temperature(self) -> float:
+        return self._params.temperature
+
+    async def sample(self, index: int, temperature: float | None = None) -> SampleResult:
+        """One sample; `temperature` overrides the parameters' (later rounds of a repair that
+        still lacks distinct candidates sample hotter)."""
+        if temperature is None:
+            temperature = self._params.temperature
+        state = _State(text=self._prompt.head, temperature=temperature)
         rng = random.Random(self._params.seed * 1_000_003 + index)
         requests = 0
         # Every request adds a token or a ban; the cap only guards against an engine that ends
@@ -103,7 +112,7 @@ class RepairDecoder:
             prompt_token_ids=[*self._prompt.token_ids, *state.generated_ids],
             # After a ban, one step only: the ban must not outlive its position.
             max_tokens=1 if state.banned else remaining,
-            temperature=self._params.temperature,
+            temperature=state.temperature,
             seed=self._params.seed + 7919 * index + attempt,
             logprobs=self._params.top_logprobs,
             logit_bias=dict.fromkeys(state.banned, _BAN) if state.banned else None,
@@ -137,7 +146,7 @@ class RepairDecoder:
             return "resume" if completion else "next"
         # Infeasible: the best feasible alternative of this step, by sampled order.
         state.banned.add(token_id)
-        for alternative in _sampled_order(top, state.banned, self._params.temperature, rng):
+        for alternative in _sampled_order(top, state.banned, state.temperature, rng):
             alt_token = self._token_text(state, alternative)
             ok, alt_completion = await self._check(state.text, alt_token)
             if ok:

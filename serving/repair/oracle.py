@@ -41,6 +41,10 @@ class StreamOracle:
         answer = await self._ask(pb.CompletionQuery(patch_so_far=patch, resolve_names=True))
         return None if answer is None else list(answer.unresolved_names)
 
+    async def call_problems(self, patch_so_far: str) -> list[str] | None:
+        answer = await self._ask(pb.CompletionQuery(patch_so_far=patch_so_far, check_calls=True))
+        return None if answer is None else list(answer.call_problems)
+
     def deliver(self, answer: pb.CompletionAnswer) -> None:
         future = self._pending.pop(answer.query_id, None)
         if future is None:

@@ -30,11 +30,23 @@ _MAX_CHARS_PER_TOKEN = 16
 
 @dataclass(frozen=True)
 class Region:
-    """Whole lines start..end (zero-based, inclusive) of a file split at "\n"."""
+    """Whole lines start..end (zero-based, inclusive) of a file split at "\n".
+
+    An insertion point (a missing statement after line N) is the empty region start=N+1, end=N:
+    its original text is "", and a patch goes between lines N and N+1.
+    """
 
     lines: tuple[str, ...]
     start: int
     end: int
+
+    @classmethod
+    def insertion_after(cls, lines: tuple[str, ...], line: int) -> Region:
+        return cls(lines, line + 1, line)
+
+    @property
+    def is_insertion(self) -> bool:
+        return self.end < self.start
 
     @property
     def original(self) -> str:
@@ -42,16 +54,47 @@ class Region:
 
     @property
     def line_count(self) -> int:
-        return self.end - self.start + 1
+        """Lines a patch has: the region's, or one new line for an insertion."""
+        return max(self.end - self.start + 1, 1)
 
     @property
     def indentation(self) -> str:
-        first = self.lines[self.start]
-        return first[: len(first) - len(first.lstrip())]
+        if self.is_insertion:
+            return self._insertion_indentation()
+        return _indentation(self.lines[self.start])
+
+    @property
+    def opens_block(self) -> bool:
+        """Whether the code after the region is indented deeper than the region: its last line
+        opens a block (`for x in xs:`), and so must every patch's."""
+        following = next(
+            (line for line in self.lines[self.end + 1 :] if line.strip()[:1] not in ("", "#")),
+            None,
+        )
+        return following is not None and len(_indentation(following)) > len(self.indentation)
 
     def splice(self, patch: str) -> str:
         """The file with the region replaced by `patch` (the protocol's rule for queries too)."""
         return "\n".join([*self.lines[: self.start], patch, *self.lines[self.end + 1 :]])
+
+    def text_before(self) -> str:
+        """The file up to the region (without the newline that ends the last line before it)."""
+        return "\n".join(self.lines[: self.start])
+
+    def _insertion_indentation(self) -> str:
+        """The cursor line's indentation, or the next line's when that is deeper (the body of a
+        block the cursor line opens)."""
+        above = _indentation(self.lines[self.start - 1]) if self.start > 0 else ""
+        below = next((_indentation(line) for line in self.lines[self.start :] if line.strip()), "")
+        if len(below) > len(above):
+            return below
+        if self.start > 0 and self.lines[self.start - 1].rstrip().endswith(":"):
+            return above + "    "
+        return above
+
+
+def _indentation(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
 
 
 @dataclass(frozen=True)
@@ -81,8 +124,7 @@ def build_prompt(
     if style == "rewrite":
         block_start, block_end = _top_level_block(region)
         shown = region.lines[:block_end]
-        buggy = region.lines[region.start].strip()
-        title = f"# Fixed version of the code above (the bug is in `{buggy}`)"
+        title = f"# Fixed version of the code above ({_where(region)})"
         text = "\n".join(
             [*shown, "", "", title, *notes, *region.lines[block_start : region.start], head]
         )
@@ -110,10 +152,21 @@ def _tail(text: str, budget_tokens: int) -> str:
     return text[newline + 1 :] if newline >= 0 else text[start:]
 
 
+def _where(region: Region) -> str:
+    if region.is_insertion:
+        above = region.lines[region.start - 1].strip() if region.start > 0 else ""
+        return f"a line is missing after `{above}`" if above else "a line is missing at the top"
+    buggy = region.lines[region.start].strip()
+    if region.line_count == 1:
+        return f"the bug is in `{buggy}`"
+    return f"the bug is in the {region.line_count} lines from `{buggy}`"
+
+
 def _top_level_block(region: Region) -> tuple[int, int]:
     """Lines [start, end) of the top-level statement (def, class...) holding the region."""
     lines = region.lines
-    start = region.start
+    # An insertion belongs to the block of the line it follows.
+    start = max(region.start - 1, 0) if region.is_insertion else region.start
     while start > 0 and not _top_level(lines[start]):
         start -= 1
     while start > 0 and lines[start - 1].startswith("@"):

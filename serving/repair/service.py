@@ -9,8 +9,10 @@ engine streams and so aborts every engine request of the repair.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
+import tokenize
 import uuid
 from collections.abc import AsyncIterator
 
@@ -27,9 +29,14 @@ from serving.repair.decoder import DecodeParams, RepairDecoder, SampleResult
 from serving.repair.guide import CompletionGuide, GuideStats
 from serving.repair.oracle import StreamOracle
 from serving.repair.prompt import PROMPT_STYLES, Region, build_prompt
-from serving.repair.validity import syntax_error
+from serving.repair.validity import SyntaxCheck, syntax_error
 
 logger = logging.getLogger(__name__)
+
+_LAYOUT_TOKENS = frozenset(
+    {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+     tokenize.ENDMARKER}
+)  # fmt: skip
 
 
 def validate(start: pb.RepairStart, settings: RepairConfig) -> Region:
@@ -42,6 +49,10 @@ def validate(start: pb.RepairStart, settings: RepairConfig) -> Region:
         raise InvalidRequestError("the file contains NUL characters; binary files are not repaired")
     lines = tuple(text.split("\n"))
     first, last = start.start.line, start.end.line
+    if start.insert and first != last:
+        raise InvalidRequestError(
+            f"an insertion goes after one line; got lines {first}-{last} (start must equal end)"
+        )
     if first > last:
         raise InvalidRequestError(f"the region starts at line {first} after its end line {last}")
     if last >= len(lines):
@@ -54,7 +65,7 @@ def validate(start: pb.RepairStart, settings: RepairConfig) -> Region:
         )
     if not 0.0 <= start.temperature <= 2.0:
         raise InvalidRequestError(f"temperature {start.temperature} is outside [0, 2]")
-    return Region(lines, first, last)
+    return Region.insertion_after(lines, first) if start.insert else Region(lines, first, last)
 
 
 async def check_parses(region: Region, language: str, text: str, parsing: ParsePool) -> None:
@@ -62,12 +73,19 @@ async def check_parses(region: Region, language: str, text: str, parsing: ParseP
     if await parsing.run(len(text), syntax_error, language, text) is None:
         return
     placeholder = region.indentation + ("pass" if language == "python" else "")
+    if region.opens_block and language == "python":
+        placeholder = region.indentation + "if True:"
     spliced = region.splice(placeholder)
     elsewhere = await parsing.run(len(spliced), syntax_error, language, spliced)
     if elsewhere is not None:
+        where = (
+            f"after line {region.start}"
+            if region.is_insertion
+            else f"lines {region.start + 1}-{region.end + 1}"
+        )
         raise InvalidRequestError(
-            f"the file does not parse outside lines {region.start + 1}-{region.end + 1} "
-            f"({elsewhere}); repair replaces only the region, so fix that first"
+            f"the file does not parse outside {where} ({elsewhere}); "
+            "repair replaces only the region, so fix that first"
         )
 
 
@@ -131,7 +149,6 @@ class RepairService:
         settings = self._settings
         started = time.perf_counter()
         language = start.language or "python"
-        mode = "unguided" if start.unguided else "guided"
         budget = start.budget or settings.default_budget
         max_tokens = start.max_tokens or min(
             settings.max_tokens_limit, settings.max_tokens_per_line * region.line_count
@@ -143,7 +160,11 @@ class RepairService:
             self._engine.encode,
             prompt_token_budget(self._engine.max_model_len, max_tokens, settings.max_prompt_tokens),
         )
-        guide = None if start.unguided else CompletionGuide(oracle, language)
+        guide = (
+            None
+            if start.unguided
+            else CompletionGuide(oracle, language, SyntaxCheck(region, language))
+        )
         decoder = RepairDecoder(
             self._engine,
             prompt,
@@ -157,42 +178,19 @@ class RepairService:
             ),
             guide,
         )
-        slots = asyncio.Semaphore(settings.concurrency)
-
-        async def one(index: int) -> SampleResult:
-            async with slots:
-                return await decoder.sample(index)
-
-        tasks = [asyncio.create_task(one(index)) for index in range(budget)]
-        seen = {_normalized(region.original)}
-        sent = done = 0
+        sampling = _DistinctSampling(
+            decoder, region, language, oracle, budget, settings, "unguided" if guide is None else
+            "guided", outbox, self._parsing,
+        )  # fmt: skip
         try:
             async with asyncio.timeout(settings.max_seconds):
-                for finished in asyncio.as_completed(tasks):
-                    result = await finished
-                    done += 1
-                    candidate = await _candidate(
-                        result, region, language, oracle, seen, self._parsing
-                    )
-                    if candidate is not None:
-                        sent += 1
-                        metrics.REPAIR_CANDIDATES.labels(
-                            mode,
-                            "valid" if candidate.parses and candidate.names_resolve else "invalid",
-                        ).inc()
-                        await outbox.put(pb.RepairServerMessage(candidate=candidate))
-                    await outbox.put(
-                        pb.RepairServerMessage(
-                            progress=pb.RepairProgress(samples_done=done, budget=budget)
-                        )
-                    )
+                await sampling.run()
         except TimeoutError:
-            logger.info("repair stopped after %.0f s with %d/%d samples", settings.max_seconds,
-                        done, budget)  # fmt: skip
+            sampling.stopped_by = "time"
+            logger.info("repair stopped after %.0f s with %d/%d distinct candidates",
+                        settings.max_seconds, sampling.sent, budget)  # fmt: skip
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await sampling.cancel()
         stats = guide.stats if guide is not None else GuideStats()
         metrics.REPAIR_ENGINE_QUERIES.inc(stats.engine_queries)
         metrics.REPAIR_PRUNED_TOKENS.inc(stats.pruned_tokens)
@@ -201,40 +199,138 @@ class RepairService:
         await outbox.put(
             pb.RepairServerMessage(
                 done=pb.RepairDone(
-                    candidates=sent,
+                    candidates=sampling.sent,
                     engine_queries=stats.engine_queries,
                     memo_hits=stats.memo_hits,
                     trie_prunes=stats.trie_prunes,
                     pruned_tokens=stats.pruned_tokens,
                     seconds=time.perf_counter() - started,
                     model=self._engine.model_name,
+                    samples=sampling.done,
+                    duplicates=sampling.duplicates,
+                    unparsable=sampling.unparsable,
+                    given_up=sampling.given_up,
+                    stopped_by=sampling.stopped_by,
+                    syntax_prunes=stats.syntax_prunes,
+                    call_prunes=stats.call_prunes,
                 )
             )
         )
 
 
-async def _candidate(
-    result: SampleResult,
-    region: Region,
-    language: str,
-    oracle: StreamOracle,
-    seen: set[str],
-    parsing: ParsePool,
-) -> pb.RepairCandidate | None:
-    """The sample as a new candidate, or None (given up, the original text, or a duplicate)."""
-    if result.patch is None or _normalized(result.patch) in seen:
-        return None
-    seen.add(_normalized(result.patch))
-    spliced = region.splice(result.patch)
-    parses = await parsing.run(len(spliced), syntax_error, language, spliced) is None
-    # Only a patch that parses can have its names resolved meaningfully.
-    unresolved = await oracle.unresolved_names(result.patch) if parses else None
+class _DistinctSampling:
+    """Samples until `budget` distinct candidates that parse were sent, the sample cap is hit
+    (max_samples_per_candidate per candidate wanted) or the caller's time cap cancels it.
+
+    Samples that repeat the original region or an earlier candidate, that do not parse in the
+    file, or that the decoder gave up do not count. Each round of `budget` samples after the
+    first is sampled hotter, with new seeds (the sample index), to get away from the copies.
+    """
+
+    def __init__(
+        self,
+        decoder: RepairDecoder,
+        region: Region,
+        language: str,
+        oracle: StreamOracle,
+        budget: int,
+        settings: RepairConfig,
+        mode: str,
+        outbox: asyncio.Queue[pb.RepairServerMessage | None],
+        parsing: ParsePool,
+    ) -> None:
+        self._decoder = decoder
+        self._parsing = parsing
+        self._region = region
+        self._language = language
+        self._oracle = oracle
+        self._budget = budget
+        self._settings = settings
+        self._mode = mode
+        self._outbox = outbox
+        self._max_samples = budget * max(settings.max_samples_per_candidate, 1)
+        self._seen = {_normalized(region.original, language)}
+        self._running: set[asyncio.Task[SampleResult]] = set()
+        self._launched = 0
+        self.sent = self.done = self.duplicates = self.unparsable = self.given_up = 0
+        self.stopped_by = "budget"
+
+    async def run(self) -> None:
+        while True:
+            self._launch()
+            if not self._running:
+                break
+            finished, self._running = await asyncio.wait(
+                self._running, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in finished:
+                await self._accept(task.result())
+            await self._outbox.put(
+                pb.RepairServerMessage(
+                    progress=pb.RepairProgress(
+                        samples_done=self.done, budget=self._budget, distinct=self.sent
+                    )
+                )
+            )
+        if self.sent < self._budget:
+            self.stopped_by = "samples"
+
+    async def cancel(self) -> None:
+        for task in self._running:
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _launch(self) -> None:
+        """Start samples while slots are free, more are wanted and the cap allows."""
+        while (
+            len(self._running) < self._settings.concurrency
+            and self._launched < self._max_samples
+            and self.sent + len(self._running) < self._budget
+        ):
+            round_number = self._launched // self._budget
+            temperature = min(
+                self._decoder.temperature + round_number * self._settings.temperature_step,
+                max(self._settings.max_temperature, self._decoder.temperature),
+            )
+            self._running.add(
+                asyncio.create_task(self._decoder.sample(self._launched, temperature))
+            )
+            self._launched += 1
+
+    async def _accept(self, result: SampleResult) -> None:
+        self.done += 1
+        if result.patch is None:
+            self.given_up += 1
+            return
+        key = _normalized(result.patch, self._language)
+        if key in self._seen:
+            self.duplicates += 1
+            return
+        self._seen.add(key)
+        spliced = self._region.splice(result.patch)
+        if await self._parsing.run(len(spliced), syntax_error, self._language, spliced):
+            # Never shown: a patch that breaks the file is no candidate.
+            self.unparsable += 1
+            return
+        candidate = await _candidate(result, self._oracle)
+        self.sent += 1
+        valid = candidate.names_resolve and not candidate.call_problems
+        metrics.REPAIR_CANDIDATES.labels(self._mode, "valid" if valid else "invalid").inc()
+        await self._outbox.put(pb.RepairServerMessage(candidate=candidate))
+
+
+async def _candidate(result: SampleResult, oracle: StreamOracle) -> pb.RepairCandidate:
+    """A patch that parses, with what the client's engine says about its names and calls."""
+    assert result.patch is not None
+    unresolved = await oracle.unresolved_names(result.patch)
+    problems = await oracle.call_problems(result.patch)
     return pb.RepairCandidate(
         patch=result.patch,
         score=result.score,
-        parses=parses,
+        parses=True,
         names_resolve=unresolved == [],
         sample_index=result.index,
+        call_problems=problems or [],
     )
 
 
@@ -257,8 +353,20 @@ async def _first_message(
     return first.start
 
 
-def _normalized(patch: str) -> str:
-    return "\n".join(line.rstrip() for line in patch.strip("\n").split("\n"))
+def _normalized(patch: str, language: str) -> str:
+    """What makes two patches the same code: Python tokens without comments and layout (so
+    `n!=1` equals `n != 1`); whitespace aside for other languages or text that does not
+    tokenize."""
+    if language == "python":
+        try:
+            return "\x00".join(
+                token.string
+                for token in tokenize.generate_tokens(io.StringIO(patch.strip() + "\n").readline)
+                if token.type not in _LAYOUT_TOKENS
+            )
+        except (tokenize.TokenError, IndentationError, SyntaxError):
+            pass
+    return " ".join(patch.split())
 
 
 async def _read_answers(

@@ -19,6 +19,8 @@ _BINDING = re.compile(
     r"|\blambda\b[^:]*)[\w]*$"
 )
 _KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+# A `(` right after one of these opens parentheses, not a call (`if (`, `return (`, `in (`).
+_KEYWORD_BEFORE_PAREN = re.compile(r"(?<![\w.])(?:" + "|".join(keyword.kwlist) + r")$")
 
 
 def extends_identifier(token: str) -> bool:
@@ -49,23 +51,36 @@ def needs_engine(patch_so_far: str, token: str, language: str) -> bool:
 
 def _in_string_or_comment(line: str) -> bool:
     """Whether the end of `line` is inside a string literal or a comment (one line, no state)."""
+    return _code_characters(line)[1]
+
+
+def _code_characters(text: str) -> tuple[list[int], bool]:
+    """The positions of `text` outside string literals and comments, and whether its end is
+    inside one (a comment runs to the end of its line)."""
+    code: list[int] = []
     quote = ""
     index = 0
-    while index < len(line):
-        char = line[index]
+    while index < len(text):
+        char = text[index]
         if quote:
             if char == "\\":
                 index += 1
-            elif line.startswith(quote, index):
+            elif text.startswith(quote, index):
                 index += len(quote) - 1
                 quote = ""
         elif char == "#":
-            return True
+            newline = text.find("\n", index)
+            if newline < 0:
+                return code, True
+            index = newline
+            continue
         elif char in "'\"":
-            quote = char * 3 if line.startswith(char * 3, index) else char
+            quote = char * 3 if text.startswith(char * 3, index) else char
             index += len(quote) - 1
+        else:
+            code.append(index)
         index += 1
-    return bool(quote)
+    return code, bool(quote)
 
 
 def common_prefix(continuations: list[str]) -> str:
@@ -77,3 +92,26 @@ def common_prefix(continuations: list[str]) -> str:
     while size < len(first) and first[size] == last[size]:
         size += 1
     return first[:size]
+
+
+def closed_call_end(text: str, start: int) -> int | None:
+    """The end of the last call closed at or after `start` (the index after its `)`), or None.
+
+    A `(` opens a call when a name, `)` or `]` comes right before it (`f(`, `g()(`, `xs[0](`);
+    strings and comments are skipped.
+    """
+    stack: list[bool] = []  # per open bracket: whether it is a call's `(`
+    found = None
+    for index in _code_characters(text)[0]:
+        char = text[index]
+        if char in "([{":
+            before = text[:index].rstrip(" \t")
+            is_call = char == "(" and bool(before) and (before[-1].isalnum() or before[-1] in "_)]")
+            if is_call and _KEYWORD_BEFORE_PAREN.search(before):
+                is_call = False
+            stack.append(is_call)
+        elif char in ")]}" and stack:
+            closes_call = stack.pop() and char == ")"
+            if closes_call and index >= start:
+                found = index + 1
+    return found

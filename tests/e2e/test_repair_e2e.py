@@ -13,7 +13,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from quill_cli.commands.repair import splice
+from lsp_server.repair.client import place_patch
 from quill_cli.launcher import ServingProcess
 from tests.conftest import ROOT, lsp_command
 from tests.support.lsp import execute, open_document
@@ -49,7 +49,7 @@ async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
 
 def _parses(patch: str) -> bool:
     try:
-        ast.parse(splice(BUGGY, BUG_LINE, BUG_LINE, patch))
+        ast.parse(place_patch(BUGGY.split("\n"), BUG_LINE, BUG_LINE, patch)[0])
     except SyntaxError:
         return False
     return True
@@ -80,10 +80,13 @@ async def test_repair_line_through_the_language_server(
     candidates = result["candidates"]
     print(json.dumps([(c["patch"], c["score"], c["parses"]) for c in candidates], indent=1))
     assert candidates, result["message"]
-    assert any(_parses(c["patch"]) for c in candidates), candidates
-    # Serving's `parses` flag agrees with Python's parser, and the ranking puts valid ones first.
+    # Every candidate parses in the file (serving never sends one that does not), and all are
+    # distinct from each other and from the buggy line.
     for candidate in candidates:
-        assert candidate["parses"] == _parses(candidate["patch"]), candidate
+        assert candidate["parses"] and _parses(candidate["patch"]), candidate
+    patches = [c["patch"].strip() for c in candidates]
+    assert len(set(patches)) == len(patches) and "inventory.add_itme(name, 10)" not in patches
+    assert "distinct of" in result["message"]
     flags = [(c["parses"] and c["namesResolve"], c["parses"]) for c in candidates]
     assert flags == sorted(flags, reverse=True)
     # The guided decoder asked the language server's Jedi, which answered.
@@ -99,12 +102,21 @@ async def test_repair_line_through_the_language_server(
     assert isinstance(reports[-1], types.WorkDoneProgressEnd)
 
 
+TEST = """\
+from inventory import Inventory, restock
+
+assert restock(Inventory(), "apples") == 10
+"""
+
+
 async def test_quill_repair_command_line(real_serving: ServingProcess, tmp_path: Path) -> None:
     (tmp_path / "inventory.py").write_text(BUGGY)
+    (tmp_path / "test_inventory.py").write_text(TEST)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "quill", "repair", f"inventory.py:{BUG_LINE + 1}",
         "--budget", "3", "--json", "out.json", "--address", real_serving.address,
         "--engine-deadline", "4", "--timeout", "600",
+        "--test", f"{sys.executable} test_inventory.py",
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     stdout, stderr = await asyncio.wait_for(process.communicate(), 700)
@@ -114,4 +126,9 @@ async def test_quill_repair_command_line(real_serving: ServingProcess, tmp_path:
     assert stdout.decode().startswith(f"# candidate 1 of {len(patches)}: score ")
     for candidate in written["candidates"]:
         assert candidate["diff"] in stdout.decode()
-    assert any(_parses(patch) for patch in patches), patches
+    assert all(_parses(patch) for patch in patches), patches
+    # Every candidate ran the tests in a copy; passing ones rank first; the file is untouched.
+    passes = [c["testsPass"] for c in written["candidates"]]
+    assert all(p in (True, False) for p in passes) and passes == sorted(passes, reverse=True)
+    assert "AttributeError" in written["originalTestOutput"]
+    assert (tmp_path / "inventory.py").read_text() == BUGGY

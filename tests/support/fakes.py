@@ -113,6 +113,8 @@ class TokenScriptedEngine(_AlwaysHealthy):
 
     script: TokenScript
     step_delay_s: float = 0.0
+    # When set, used instead of `script`: choices may depend on the request (its temperature).
+    request_script: Callable[[str, GenerationRequest], list[tuple[str, float]]] | None = None
     model_name: str = "token-scripted"
     max_model_len: int = 4096
     eos_id: int = 0
@@ -152,10 +154,13 @@ class TokenScriptedEngine(_AlwaysHealthy):
             for produced in range(1, request.max_tokens + 1):
                 await asyncio.sleep(self.step_delay_s)
                 self.steps_generated += 1
-                choices = [
-                    (self.token_id(token), logprob)
-                    for token, logprob in self.script(self.decode(ids))
-                ]
+                text = self.decode(ids)
+                scripted = (
+                    self.request_script(text, request)
+                    if self.request_script is not None
+                    else self.script(text)
+                )
+                choices = [(self.token_id(token), logprob) for token, logprob in scripted]
                 allowed = [(t, lp) for t, lp in choices if bias.get(t, 0.0) > -100]
                 token, _ = allowed[0] if allowed else (self.eos_id, 0.0)
                 top = dict(allowed[: (request.logprobs or 0) + 1]) if request.logprobs else {}
@@ -188,6 +193,9 @@ class ScriptedNameOracle:
     names: tuple[str, ...] = ("result", "items", "total", "sum", "len")
     unavailable: bool = False
     queries: list[str] = field(default_factory=list)
+    # Positional arguments each function takes, for call checks (functions not listed: any).
+    arity: dict[str, int] = field(default_factory=dict)
+    call_queries: list[str] = field(default_factory=list)
 
     async def continuations(self, patch_so_far: str) -> list[str] | None:
         self.queries.append(patch_so_far)
@@ -200,6 +208,18 @@ class ScriptedNameOracle:
     async def unresolved_names(self, patch: str) -> list[str] | None:
         names = re.findall(r"[A-Za-z_]\w*", patch)
         return [n for n in names if n not in self.names and not keyword.iskeyword(n)]
+
+    async def call_problems(self, patch_so_far: str) -> list[str] | None:
+        """Calls `name(a, b, ...)` (no nesting) whose argument count differs from `arity`."""
+        self.call_queries.append(patch_so_far)
+        if self.unavailable:
+            return None
+        problems = []
+        for name, arguments in re.findall(r"(\w+)\(([^()]*)\)", patch_so_far):
+            given = len([a for a in arguments.split(",") if a.strip()])
+            if name in self.arity and given != self.arity[name]:
+                problems.append(f"{name}() takes {self.arity[name]} arguments, {given} given")
+        return problems
 
 
 @dataclass

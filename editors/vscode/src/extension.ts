@@ -399,7 +399,11 @@ async function repairLineAtCursor(): Promise<void> {
       ExecuteCommandRequest.type,
       {
         command: REPAIR_LINE_COMMAND,
-        arguments: repairLineArguments(editor.document.uri.toString(), editor.selection.active.line),
+        arguments: repairLineArguments(
+          editor.document.uri.toString(),
+          editor.selection.active.line,
+          repairSettings.testCommand,
+        ),
       },
       source.token,
     );

@@ -15,6 +15,8 @@ export interface RepairCandidate {
   score: number;
   parses: boolean;
   namesResolve: boolean;
+  /** True/false once the test command ran on it; null when it was not tested. */
+  testsPass: boolean | null;
   /** An LSP WorkspaceEdit (versioned: it is refused if the document changed meanwhile). */
   edit: unknown;
 }
@@ -32,9 +34,16 @@ export interface CandidatePick {
   candidate: RepairCandidate;
 }
 
-/** Arguments of `quill.repairLine` for a zero-based line; the user picks, so nothing is applied. */
-export function repairLineArguments(uri: string, line: number): unknown[] {
-  return [{ uri, line, apply: false }];
+/**
+ * Arguments of `quill.repairLine` for a zero-based line; the user picks, so nothing is applied.
+ * A configured test command goes along: candidates whose tests pass rank first.
+ */
+export function repairLineArguments(uri: string, line: number, testCommand = ''): unknown[] {
+  const options: Record<string, unknown> = { uri, line, apply: false };
+  if (testCommand !== '') {
+    options.testCommand = testCommand;
+  }
+  return [options];
 }
 
 /** The server's answer, checked; throws an Error with a clear message when it is malformed. */
@@ -55,6 +64,7 @@ export function parseRepairResult(value: unknown): RepairResult {
       score: typeof c.score === 'number' ? c.score : 0,
       parses: c.parses === true,
       namesResolve: c.namesResolve === true,
+      testsPass: typeof c.testsPass === 'boolean' ? c.testsPass : null,
       edit: c.edit,
     };
   });
@@ -69,7 +79,11 @@ function flags(candidate: RepairCandidate): string {
   if (!candidate.parses) {
     return 'does not parse';
   }
-  return candidate.namesResolve ? 'valid' : 'unresolved names';
+  const validity = candidate.namesResolve ? 'valid' : 'unresolved names';
+  if (candidate.testsPass === null) {
+    return validity;
+  }
+  return `${candidate.testsPass ? 'tests pass' : 'tests fail'} · ${validity}`;
 }
 
 /** QuickPick items in the server's ranking: the patch as label, score and validity aside. */
@@ -90,16 +104,18 @@ export interface RepairSettings {
   pythonPath: string;
   /** Candidate patches per repair; 0: serving's default. */
   repairBudget: number;
+  /** Shell command running the workspace's tests; empty: candidates are not tested. */
+  testCommand: string;
 }
 
-export const REPAIR_RESTART_KEYS = ['repair.pythonPath', 'repair.budget'];
+export const REPAIR_RESTART_KEYS = ['repair.pythonPath', 'repair.budget', 'repair.testCommand'];
 
 export function parseRepairSettings(read: SettingReader): {
   settings: RepairSettings;
   problems: string[];
 } {
   const problems: string[] = [];
-  const settings: RepairSettings = { pythonPath: '', repairBudget: 0 };
+  const settings: RepairSettings = { pythonPath: '', repairBudget: 0, testCommand: '' };
   const python = read('repair.pythonPath');
   if (python !== undefined && python !== null && python !== '') {
     if (typeof python === 'string') {
@@ -116,6 +132,14 @@ export function parseRepairSettings(read: SettingReader): {
       problems.push('quill.repair.budget must be a whole number between 0 and 64');
     }
   }
+  const testCommand = read('repair.testCommand');
+  if (testCommand !== undefined && testCommand !== null && testCommand !== '') {
+    if (typeof testCommand === 'string') {
+      settings.testCommand = testCommand.trim();
+    } else {
+      problems.push('quill.repair.testCommand must be a shell command');
+    }
+  }
   return { settings, problems };
 }
 
@@ -124,6 +148,9 @@ export function repairInitializationOptions(settings: RepairSettings): Record<st
   const options: Record<string, unknown> = { repairBudget: settings.repairBudget };
   if (settings.pythonPath !== '') {
     options.pythonPath = settings.pythonPath;
+  }
+  if (settings.testCommand !== '') {
+    options.repairTestCommand = settings.testCommand;
   }
   return options;
 }

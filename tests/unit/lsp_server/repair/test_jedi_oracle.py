@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -91,6 +92,20 @@ async def test_keyword_argument_is_an_identifier(engine) -> None:  # type: ignor
 async def test_keywords_jedi_leaves_out_are_offered(engine) -> None:  # type: ignore[no-untyped-def]
     result = await _at_end(engine, "def f(xs):\n    return sorted(xs, key=l")
     assert result is not None and "ambda" in result
+
+
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("def f(xs):\n    return [x for x in xs if x", ""),  # Jedi misses it: brackets open
+        ("def f(lst):\n    return [lst[i] for i in range(3) if lst[i", ""),
+        ("def f(m, xs):\n    return sorted(xs, key=lambda item: m[ite", "m"),
+        ("def f(ps):\n    return [a for (a, b) in ps if b", ""),
+    ],
+)
+async def test_names_bound_earlier_on_the_line_are_known(engine, text, rest) -> None:  # type: ignore[no-untyped-def]
+    result = await _at_end(engine, text)
+    assert result is not None and rest in result
 
 
 async def test_call_arguments_stay_guided(engine) -> None:  # type: ignore[no-untyped-def]
@@ -206,3 +221,48 @@ def test_default_python_is_the_workspace_venv(tmp_path: Path) -> None:
 def test_missing_interpreter_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         JediOracle(python=str(tmp_path / "no-python"))
+
+
+CALLS = """\
+import os
+
+
+def area(width, height=1, *, unit):
+    return width * height
+
+
+class Box:
+    def fill(self, item, count=1):
+        return [item] * count
+
+
+def use(box: Box):
+    return PATCH
+"""
+
+
+@pytest.mark.parametrize(
+    ("patch", "problems"),
+    [
+        ("area(2, 3, unit='m')", []),
+        ("area(2, unit='m')", []),
+        ("area(2, 3, 4, unit='m')", ["area() takes 2 positional argument(s), 3 given"]),
+        ("area(2, 3)", ["area() is missing argument(s) unit"]),
+        ("area(2, colour='red', unit='m')", ["area() has no parameter 'colour'"]),
+        ("box.fill(1, count=2)", []),
+        ("box.fill()", ["fill() is missing argument(s) item"]),
+        ("len([1], 2)", ["len() takes 1 positional argument(s), 2 given"]),
+        ("max(1, 2, 3) + sorted([3], key=len)[0]", []),  # overloads: one fits
+        ("os.path.join('a', 'b', 'c')", []),  # *paths
+        ("print(*[1, 2], sep='')", []),  # a starred argument is not judged
+        ("unknown_function(1, 2, 3)", []),  # no signature known: no judgement
+        ("area(2, unit='m') + len([1], 2", []),  # an unclosed call is not judged yet
+    ],
+)
+def test_call_problems_check_arity_and_keyword_names(
+    engine: JediOracle, patch: str, problems: list[str]
+) -> None:
+    line = "    return " + patch
+    text = CALLS.replace("    return PATCH", line)
+    start_line = text.split("\n").index(line)
+    assert asyncio.run(engine.call_problems(text, start_line, line, DEADLINE_S)) == problems

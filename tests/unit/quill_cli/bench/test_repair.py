@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+from quill.v1 import quill_pb2 as pb
 from quill_cli.bench.quality import default_data_dir, program_passes
-from quill_cli.bench.repair import _same_code
+from quill_cli.bench.repair import _same_code, _Settings, _validation
 from quill_cli.bench.repair_bugs import KINDS, make_bugs
 
 
@@ -32,3 +36,19 @@ def test_a_fix_is_the_original_line_token_by_token() -> None:
     assert _same_code("    return  a+b  # sum", "        return a + b")
     assert not _same_code("    return a - b", "    return a + b")
     assert not _same_code("    return (a", "    return a")
+
+
+def test_validation_workspace_runs_the_tasks_tests(tmp_path: Path) -> None:
+    [bug] = make_bugs(default_data_dir(), 1, seed=3, fails_tests=_fails)
+    validation = _validation(bug, tmp_path, _Settings(4, 2.0, 30.0))
+    fixed = pb.RepairCandidate(patch=bug.original_line, parses=True)
+
+    async def scenario() -> None:
+        await validation.run_original(bug.text)
+        await validation.run_candidates(bug.text, bug.line, bug.line, [fixed])
+
+    asyncio.run(scenario())
+    # The buggy file fails the task's own tests (not an import error); the original line passes.
+    assert validation.active and "Error" in validation.hint
+    assert "ModuleNotFoundError" not in validation.hint
+    assert validation.passed(fixed) is True

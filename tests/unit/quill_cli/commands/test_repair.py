@@ -113,3 +113,49 @@ async def test_serving_down(tmp_path: Path) -> None:
         "buggy.py:5", "--address", f"127.0.0.1:{free_port()}", cwd=tmp_path
     )
     assert code == 1 and "unavailable" in err
+
+
+async def test_test_command_ranks_passing_candidates_and_insert_places_new_lines(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "buggy.py").write_text(BUGGY)
+    (tmp_path / "test_buggy.py").write_text(
+        "from buggy import join_all\n\nassert join_all('a', 'b') == 'a/b'\n"
+    )
+    servicer = ScriptedRepair(
+        candidates=[
+            pb.RepairCandidate(
+                patch="    return base + name", score=-0.1, parses=True, names_resolve=True
+            ),
+            pb.RepairCandidate(patch=FIX, score=-0.7, parses=True, names_resolve=True),
+        ]  # fmt: skip
+    )
+    async with scripted_repair_serving(servicer) as address:
+        code, out, err = await _quill_repair(
+            "buggy.py:5", "--test", f"{sys.executable} test_buggy.py", "--json", "out.json",
+            "--address", address, "--engine-deadline", "30", cwd=tmp_path,
+        )  # fmt: skip
+        assert code == 0, err
+        assert "AttributeError" in servicer.starts[0].failing_test_output
+        assert out.startswith("# candidate 1 of 2: score -0.700, parses, names resolve, tests pass")
+        assert "tests pass on 1 of 2" in err
+        written = json.loads((tmp_path / "out.json").read_text())
+        assert [c["testsPass"] for c in written["candidates"]] == [True, False]
+
+        code, out, err = await _quill_repair(
+            "buggy.py:4", "--insert", "--address", address, "--engine-deadline", "30",
+            cwd=tmp_path,
+        )  # fmt: skip
+    assert code == 0, err
+    assert servicer.starts[1].insert and servicer.starts[1].start.line == 3
+    # The diff inserts after line 4 and removes nothing.
+    assert " def join_all(base, name):\n+    return base + name\n     return os.path.joinn" in out
+    assert "\n-    " not in out
+
+
+async def test_bad_test_options(tmp_path: Path) -> None:
+    (tmp_path / "buggy.py").write_text(BUGGY)
+    code, _, err = await _quill_repair("buggy.py:4", "--insert", "--end-line", "5", cwd=tmp_path)
+    assert code == 2 and "--insert goes after one line" in err
+    code, _, err = await _quill_repair("buggy.py:4", "--test-timeout", "0", cwd=tmp_path)
+    assert code == 2 and "must be positive" in err

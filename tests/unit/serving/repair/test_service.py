@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from serving.config import EngineConfig, RepairConfig, ServingConfig
+from serving.engine.base import GenerationRequest
 from serving.errors import ErrorInterceptor
 from serving.server import QuillServicer
 from tests.conftest import in_process_serving
@@ -44,6 +45,9 @@ def answer_with(engine: ScriptedNameOracle) -> Answerer:
         if query.resolve_names:
             names = await engine.unresolved_names(query.patch_so_far)
             return pb.CompletionAnswer(query_id=query.query_id, unresolved_names=names or [])
+        if query.check_calls:
+            problems = await engine.call_problems(query.patch_so_far)
+            return pb.CompletionAnswer(query_id=query.query_id, call_problems=problems or [])
         found = await engine.continuations(query.patch_so_far)
         if found is None:
             return pb.CompletionAnswer(query_id=query.query_id, unavailable=True)
@@ -129,8 +133,11 @@ def test_guided_and_unguided_repair_through_serving() -> None:
         assert any(q.patch_so_far == "    return reslt" for q in queries)
         assert [c.patch for c in unguided] == ["    return reslt"]
         assert unguided[0].parses and not unguided[0].names_resolve
-        # Unguided decoding asks the engine only to check the finished patch.
-        assert [q.resolve_names for q in unguided_queries] == [True]
+        # Unguided decoding asks the engine only to check the finished patch: names, calls.
+        assert [(q.resolve_names, q.check_calls) for q in unguided_queries] == [
+            (True, False),
+            (False, True),
+        ]
         assert unguided_done is not None and unguided_done.engine_queries == 0
 
     asyncio.run(scenario())
@@ -220,8 +227,9 @@ def test_a_failing_completion_engine_falls_back_to_unguided(behaviour: str) -> N
             elapsed = time.perf_counter() - started
         assert [c.patch for c in candidates] == ["    return reslt"]
         assert done is not None
-        # At most max_engine_failures deadlines were waited for, then no more queries.
-        assert len(queries) <= 2
+        # At most max_engine_failures deadlines were waited for, then no more queries (one
+        # continuation query, then the finished patch's names and calls at most).
+        assert len(queries) <= 3
         assert elapsed < 10 * config.query_deadline_s
         assert not candidates[0].names_resolve  # unknown is not reported as resolved
 
@@ -284,6 +292,41 @@ def test_a_stream_without_repair_start_ends_at_the_first_message_deadline() -> N
     asyncio.run(scenario())
 
 
+LOOP = "def show(arr):\n    for x in arr:\n        print(x)\n    return arr\n"
+
+
+def test_a_candidate_that_does_not_parse_is_never_returned() -> None:
+    # The model's favourite replaces the loop header by a statement; the body then no longer
+    # parses. Unguided decoding drops it at the end; guided decoding never finishes it.
+    table = {
+        "   ": [(" return", -0.1), (" for", -0.7)],
+        "    return": [(" arr", -0.1)],
+        "    return arr": [("\n", -0.1)],
+        "    for": [(" x", -0.1)],
+        "    for x": [(" in", -0.1)],
+        "    for x in": [(" reversed", -0.1)],
+        "    for x in reversed": [("(arr)", -0.1)],
+        "    for x in reversed(arr)": [(":\n", -0.1)],
+    }
+    names = ScriptedNameOracle(names=("arr", "x", "reversed", "print"))
+
+    async def scenario() -> None:
+        async with repair_server(scripted_engine(table), RepairConfig()) as address:
+            request = start(text=LOOP, start=pb.Position(line=1), end=pb.Position(line=1))
+            guided, guided_done, _ = await drive(address, request, answer_with(names))
+            request.unguided = True
+            unguided, unguided_done, _ = await drive(address, request, answer_with(names))
+        assert [c.patch for c in guided] == ["    for x in reversed(arr):"]
+        assert guided_done is not None and guided_done.syntax_prunes >= 1
+        # `return arr` was pruned while decoding, so no sample was thrown away at the end.
+        assert guided_done.unparsable == 0
+        assert unguided == []
+        assert unguided_done is not None and unguided_done.unparsable >= 1
+        assert unguided_done.candidates == 0 and unguided_done.stopped_by == "samples"
+
+    asyncio.run(scenario())
+
+
 def _large_file() -> str:
     """Nearly 1 MB (the limit) of Python that parses, with FILE's bug at its end."""
     helpers = "".join(f"def helper_{n}(x):\n    return x + {n}\n\n\n" for n in range(23_000))
@@ -312,5 +355,149 @@ def test_health_answers_within_100_ms_while_a_1_mb_file_is_repaired() -> None:
         # Nothing serving does holds an answer up by 100 ms (parsing the file alone takes
         # about 1.6 s: it happens in another process).
         assert cpu < 0.1
+
+    asyncio.run(scenario())
+
+
+def test_duplicates_do_not_count_against_the_budget() -> None:
+    # At the first temperature the model copies the buggy line; hotter rounds find two fixes.
+    def script(text: str, request: GenerationRequest) -> list[tuple[str, float]]:
+        line = text.rsplit("\n", 1)[-1]
+        if line == "   ":
+            return [(" return", -0.1)]
+        if line == "    return":
+            if request.temperature < 1.0:
+                return [(" rslt", -0.1)]
+            hot = request.seed % 2 == 0
+            return [(" result" if hot else " total", -0.5)]
+        return [("\n", -0.1)] if line.count(" ") == 5 else []
+
+    engine = TokenScriptedEngine(lambda text: [], request_script=script)
+    config = RepairConfig(concurrency=1, temperature_step=0.3)
+
+    async def scenario() -> None:
+        async with repair_server(engine, config) as address:
+            names = ScriptedNameOracle(names=("result", "total", "rslt"))
+            candidates, done, _ = await drive(
+                address, start(budget=2, unguided=True), answer_with(names)
+            )
+        assert sorted(c.patch for c in candidates) == ["    return result", "    return total"]
+        assert done is not None
+        assert done.candidates == 2 and done.stopped_by == "budget"
+        # Two samples at 0.8 copied the buggy line; they did not use up the budget.
+        assert done.duplicates >= 2 and done.samples == done.candidates + done.duplicates
+
+    asyncio.run(scenario())
+
+
+def test_sampling_stops_at_the_sample_cap_when_the_model_repeats_itself() -> None:
+    async def scenario() -> None:
+        async with repair_server(scripted_engine(SCRIPT), RepairConfig()) as address:
+            candidates, done, _ = await drive(
+                address, start(budget=2), answer_with(ScriptedNameOracle())
+            )
+        assert [c.patch for c in candidates] == ["    return result"]
+        assert done is not None
+        assert (done.samples, done.duplicates, done.stopped_by) == (6, 5, "samples")
+
+    asyncio.run(scenario())
+
+
+def test_a_call_missing_an_argument_is_pruned_at_its_closing_paren() -> None:
+    text = "def square(x):\n    return pow(x)\n"
+    table = {
+        "   ": [(" return", -0.1)],
+        "    return": [(" pow", -0.1)],
+        "    return pow": [("(", -0.1)],
+        "    return pow(": [("x", -0.1)],
+        "    return pow(x": [(")", -0.1), (",", -0.6)],
+        "    return pow(x,": [(" 2", -0.1)],
+        "    return pow(x, 2": [(")", -0.1)],
+        "    return pow(x, 2)": [("\n", -0.1)],
+        "    return pow(x)": [("\n", -0.1)],
+    }
+    names = ScriptedNameOracle(names=("pow", "x"), arity={"pow": 2})
+
+    async def scenario() -> None:
+        async with repair_server(scripted_engine(table), RepairConfig()) as address:
+            request = start(text=text, start=pb.Position(line=1), end=pb.Position(line=1))
+            guided, done, queries = await drive(address, request, answer_with(names))
+            request.unguided = True
+            unguided, _, _ = await drive(address, request, answer_with(names))
+        assert [c.patch for c in guided] == ["    return pow(x, 2)"]
+        assert list(guided[0].call_problems) == []
+        assert done is not None and done.call_prunes >= 1
+        assert any(q.check_calls and q.patch_so_far == "    return pow(x)" for q in queries)
+        # Unguided decoding copies the buggy line, which is no candidate.
+        assert unguided == []
+
+    asyncio.run(scenario())
+
+
+def test_a_candidate_with_a_mismatching_call_is_flagged() -> None:
+    text = "def square(x):\n    return x\n"
+    table = {
+        "   ": [(" return", -0.1)],
+        "    return": [(" pow", -0.1)],
+        "    return pow": [("(x)", -0.1)],
+        "    return pow(x)": [("\n", -0.1)],
+    }
+    names = ScriptedNameOracle(names=("pow", "x"), arity={"pow": 2})
+
+    async def scenario() -> None:
+        async with repair_server(scripted_engine(table), RepairConfig()) as address:
+            request = start(text=text, start=pb.Position(line=1), end=pb.Position(line=1),
+                            unguided=True)  # fmt: skip
+            unguided, _, _ = await drive(address, request, answer_with(names))
+        assert [c.patch for c in unguided] == ["    return pow(x)"]
+        assert list(unguided[0].call_problems) == ["pow() takes 2 arguments, 1 given"]
+
+    asyncio.run(scenario())
+
+
+def test_regions_of_several_lines_and_insertion_points() -> None:
+    text = "def total(xs):\n    s = 0\n    for x in xs:\n        s -= x\n    return s\n"
+    table = {
+        "   ": [(" for", -0.1)],
+        "    for": [(" x in xs:\n", -0.1)],
+        "": [("        s += x\n", -0.1)],  # the second line of the region
+        "       ": [(" s += x\n", -0.1)],  # the inserted line (head: 8 spaces less one)
+    }
+    names = ScriptedNameOracle(names=("x", "xs", "s"))
+
+    async def scenario() -> None:
+        async with repair_server(scripted_engine(table), RepairConfig()) as address:
+            lines = start(text=text, start=pb.Position(line=2), end=pb.Position(line=3))
+            several, _, _ = await drive(address, lines, answer_with(names))
+            insert = start(text=text, start=pb.Position(line=2), end=pb.Position(line=2),
+                           insert=True)  # fmt: skip
+            inserted, _, _ = await drive(address, insert, answer_with(names))
+            bad = start(text=text, start=pb.Position(line=2), end=pb.Position(line=3),
+                        insert=True)  # fmt: skip
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await drive(address, bad, answer_with(names))
+        assert [c.patch for c in several] == ["    for x in xs:\n        s += x"]
+        assert [c.patch for c in inserted] == ["        s += x"]
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "insertion goes after one line" in (error.value.details() or "")
+
+    asyncio.run(scenario())
+
+
+def test_a_sample_that_differs_only_in_spacing_or_comments_is_a_duplicate() -> None:
+    table = {
+        "   ": [(" return", -0.1)],
+        "    return": [("  rslt", -0.1)],
+        "    return  rslt": [("  # the same code", -0.1)],
+        "    return  rslt  # the same code": [("\n", -0.1)],
+    }
+
+    async def scenario() -> None:
+        async with repair_server(scripted_engine(table), RepairConfig()) as address:
+            candidates, done, _ = await drive(
+                address, start(budget=1, unguided=True), answer_with(ScriptedNameOracle())
+            )
+        assert candidates == []
+        assert done is not None and done.duplicates == done.samples == 3
 
     asyncio.run(scenario())

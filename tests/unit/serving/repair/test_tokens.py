@@ -7,7 +7,12 @@ import asyncio
 import pytest
 
 from serving.repair.memo import FeasibilityMemo
-from serving.repair.tokens import common_prefix, extends_identifier, needs_engine
+from serving.repair.tokens import (
+    closed_call_end,
+    common_prefix,
+    extends_identifier,
+    needs_engine,
+)
 from serving.repair.trie import RejectedPrefixTrie
 
 
@@ -80,3 +85,21 @@ def test_memo_asks_once_per_prefix_even_concurrently() -> None:
     answers = asyncio.run(scenario())
     assert asked == ["x.appe", "x.zzz"]
     assert answers == [["nd"], ["nd"], ["nd"], ["nd"], []]
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("return f(x)", 0, 11),  # a call closes
+        ("return (x)", 0, None),  # parentheses, not a call
+        ('x = f(g(1), ")")', 5, 16),  # a `)` in a string does not count
+        ("if (a) and f(b", 0, None),  # still open
+        ("xs[0](1)", 0, 8),  # calling a subscript
+        ("f(a) + (b)", 9, None),  # closed before `start`
+        ("f(a) # g(b)", 0, 4),  # comments are skipped
+    ],
+)
+def test_closed_call_end_finds_the_call_a_token_closes(
+    text: str, start: int, end: int | None
+) -> None:
+    assert closed_call_end(text, start) == end
