@@ -122,7 +122,7 @@ def build_prompt(
     ]
     before = list(region.lines[: region.start])
     if style == "rewrite":
-        block_start, block_end = _top_level_block(region)
+        block_start, block_end = top_level_block(region, _MAX_WINDOW_LINES_AFTER)
         shown = region.lines[:block_end]
         title = f"# Fixed version of the code above ({_where(region)})"
         text = "\n".join(
@@ -162,8 +162,9 @@ def _where(region: Region) -> str:
     return f"the bug is in the {region.line_count} lines from `{buggy}`"
 
 
-def _top_level_block(region: Region) -> tuple[int, int]:
-    """Lines [start, end) of the top-level statement (def, class...) holding the region."""
+def top_level_block(region: Region, max_lines_after: int | None = None) -> tuple[int, int]:
+    """Lines [start, end) of the top-level statement (def, class...) holding the region; at most
+    `max_lines_after` lines past the region when given."""
     lines = region.lines
     # An insertion belongs to the block of the line it follows.
     start = max(region.start - 1, 0) if region.is_insertion else region.start
@@ -172,7 +173,7 @@ def _top_level_block(region: Region) -> tuple[int, int]:
     while start > 0 and lines[start - 1].startswith("@"):
         start -= 1
     end = region.end + 1
-    limit = min(len(lines), end + _MAX_WINDOW_LINES_AFTER)
+    limit = len(lines) if max_lines_after is None else min(len(lines), end + max_lines_after)
     while end < limit and not _top_level(lines[end]):
         end += 1
     return start, end

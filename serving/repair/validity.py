@@ -14,7 +14,12 @@ import re
 import warnings
 
 from quill.treesitter import parser_for
-from serving.repair.prompt import Region
+from serving.repair.prompt import Region, top_level_block
+
+# Above this many characters, a file is checked during decoding in the top-level statement that
+# holds the region only: a whole-file parse at every statement end would hold serving's event
+# loop (about 1.6 s for 1 MB). A finished candidate is still parsed whole, in the parse pool.
+LOCAL_CHECK_CHARS = 100_000
 
 # Statements that open a block (soft keywords included: `match`/`case`).
 _BLOCK_KEYWORDS = frozenset(
@@ -92,6 +97,8 @@ class SyntaxCheck:
     """
 
     def __init__(self, region: Region, language: str) -> None:
+        if sum(len(line) + 1 for line in region.lines) > LOCAL_CHECK_CHARS:
+            region = local_region(region)
         self._region = region
         self._enabled = language == "python"
         self._before = region.text_before()
@@ -120,3 +127,11 @@ class SyntaxCheck:
             if prefix_error(prefix) is not None:
                 return False
         return True
+
+
+def local_region(region: Region) -> Region:
+    """The region within the top-level statement (def, class, ...) that holds it, cut out of the
+    file: whether a patch parses depends on that statement, not on the rest of the file."""
+    start, end = top_level_block(region)
+    lines = region.lines[start:end]
+    return Region(lines, region.start - start, region.end - start)

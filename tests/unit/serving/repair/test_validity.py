@@ -98,3 +98,17 @@ def test_an_insertion_point_takes_the_indentation_of_the_block_it_goes_into() ->
 def test_other_languages_are_not_checked_while_decoding() -> None:
     check = SyntaxCheck(region("fn main() {\n    x\n}\n", 1, 1), "rust")
     assert check.feasible("    x", " = = ;\n")
+
+
+def test_a_large_file_is_checked_in_the_statement_that_holds_the_region() -> None:
+    # 1 MB of helpers before the loop: parsing all of it at every statement end would hold
+    # serving's event loop; the check reads the enclosing function only, and judges the same.
+    helpers = "".join(f"def helper_{n}(x):\n    return x + {n}\n\n\n" for n in range(25_000))
+    text = helpers + LOOP
+    line = text.count("\n", 0, len(helpers)) + 1  # the loop header
+    check = SyntaxCheck(region(text, line, line), "python")
+    assert len(check._region.lines) < 10
+    assert not check.feasible("    return arr", "\n")
+    assert check.feasible("    for x in arr", ":\n")
+    assert not check.feasible("    for x in arr", "\n")
+    assert check.pruned == 2
