@@ -23,6 +23,10 @@ COMPLETION_MODES = ("auto", "single", "multi")
 class Settings:
     # host:port of the serving layer.
     serving_address: str = dataclasses.field(default_factory=envs.serving_address)
+    # Bearer token for serving, or a file holding it. Neither: QUILL_TOKEN, else (for a serving
+    # on this machine) the local token `quill serve` created (docs/security.md).
+    serving_token: str = ""
+    serving_token_file: str = ""
     # "auto" decides single- or multi-line from the cursor; "single"/"multi" force one.
     completion_mode: str = "auto"
     # 0: the serving layer's default for the mode.

@@ -4,6 +4,9 @@
   (default $XDG_CACHE_HOME/quill, else ~/.cache/quill).
 - QUILL_SERVING_ADDRESS: host:port of serving for the language server (default 127.0.0.1:50051).
 - QUILL_LOG_LEVEL: level of the CLI's stderr logging (default INFO).
+- QUILL_TOKEN: one bearer token. `quill serve` accepts it (tenant "default") in place of the
+  local token it would otherwise create; `quill lsp` and the other clients send it when no
+  setting names a token (docs/security.md).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ def cache_dir() -> Path:
 
 def serving_address() -> str:
     return os.environ.get("QUILL_SERVING_ADDRESS") or DEFAULT_SERVING_ADDRESS
+
+
+def token() -> str:
+    return os.environ.get("QUILL_TOKEN", "").strip()
 
 
 def log_level() -> str:

@@ -18,10 +18,11 @@ from quill_cli.commands import (
     repair,
     serve,
     stats,
+    token,
 )
 
 # In the order `quill --help` lists them.
-COMMANDS = (serve, lsp, complete, api_search, model, bench, index, stats, repair)
+COMMANDS = (serve, lsp, token, complete, api_search, model, bench, index, stats, repair)
 
 
 def _configure_logging(level: str) -> None:

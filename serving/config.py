@@ -104,11 +104,31 @@ class RepairConfig:
 
 
 @dataclass
+class SecurityConfig:
+    """Who may call serving and how the connection is protected (docs/security.md)."""
+
+    # Token file: one `TENANT sha256:HEX` line per token, reloaded when it changes. Without
+    # it (and without QUILL_TOKEN) serving accepts the local token of the user running it,
+    # created on first start in the cache folder (0600).
+    token_file: Path | None = None
+    # gRPC server reflection (answers without a token; it only describes the public .proto).
+    reflection: bool = True
+    # TLS: the server's certificate chain and key (PEM files); both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Mutual TLS: only clients with a certificate signed by this CA may connect.
+    tls_client_ca: Path | None = None
+    # Listen on a non-loopback address without TLS or without operator-given tokens.
+    insecure: bool = False
+
+
+@dataclass
 class ServingConfig:
     engine: EngineConfig
     completion: CompletionConfig = field(default_factory=CompletionConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     # API search inside completions for models without tool training: "constrain" (member
     # names after a known module), "prompt" (top signatures in the prompt), "both" or "off".
     # See docs/api-search.md for the measurement behind the default.

@@ -17,10 +17,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from quill import envs
+from quill import envs, local_auth
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
-from serving import metrics
+from serving import auth, metrics
 from serving.api_search.service import ApiSearchService, ApiTools
 from serving.api_search.tools import ApiToolsConfig
 from serving.completion import CompletionService
@@ -32,6 +32,7 @@ from serving.fim import choose_template
 from serving.repair.service import RepairService
 from serving.retrieval_context import PromptRetriever
 from serving.suggestions import SuggestionRegistry
+from serving.transport import bind, check_exposure, server_credentials
 from serving.workspaces import registry_from_config
 
 logger = logging.getLogger(__name__)
@@ -139,10 +140,23 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
 
+    tokens = auth.token_store(
+        config.security.token_file,
+        envs.token(),
+        lambda: local_auth.ensure_secret(local_auth.local_token_path()),
+    )
+    operator_tokens = config.security.token_file is not None or bool(envs.token())
+    check_exposure(config.address, config.security, operator_tokens)
+    credentials = server_credentials(config.security)
     health_servicer = health.aio.HealthServicer()
     servicer = QuillServicer(config)
+    open_services = [health.SERVICE_NAME]
+    if config.security.reflection:
+        open_services.append(reflection.SERVICE_NAME)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # The error interceptor is outermost: it turns the auth interceptor's refusals into
+        # UNAUTHENTICATED and counts them like every other status.
+        interceptors=[ErrorInterceptor(), auth.AuthInterceptor(tokens, open_services)],
         options=[
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
@@ -152,20 +166,21 @@ async def serve(
     )
     quill_pb2_grpc.add_QuillServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if config.security.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.metrics_address:
         metrics.start_metrics_server(config.metrics_address)
-    try:
-        bound = server.add_insecure_port(config.address)
-    except RuntimeError as error:
-        raise OSError(f"cannot listen on {config.address}: {error}") from error
-    if bound == 0:
-        raise OSError(f"cannot listen on {config.address}")
+    bind(server, config.address, credentials)
     await server.start()
-    logger.info("gRPC listening on %s (NOT_SERVING until the engine is ready)", config.address)
+    logger.info(
+        "gRPC listening on %s%s (NOT_SERVING until the engine is ready); %d tenants",
+        config.address,
+        " with TLS" if credentials is not None else "",
+        len(tokens.tenants),
+    )
 
     engine: Engine | None = None
     loading = asyncio.ensure_future(asyncio.to_thread(start_engine))

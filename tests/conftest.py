@@ -26,9 +26,13 @@ def lsp_command(*extra: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
-    """The real gRPC serving layer on a free loopback port, with the given engine."""
-    from serving.config import CompletionConfig, EngineConfig, ServingConfig
+async def in_process_serving(engine, security=None, **completion_overrides) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    """The real gRPC serving layer on a free loopback port, with the given engine.
+
+    `security` (serving.config.SecurityConfig): default, the local token of this user, which
+    clients on this machine (quill.channel.open_channel, `quill lsp`) find by themselves.
+    """
+    from serving.config import CompletionConfig, EngineConfig, SecurityConfig, ServingConfig
     from serving.server import serve
 
     address = f"127.0.0.1:{free_port()}"
@@ -38,6 +42,7 @@ async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[st
         address=address,
         metrics_address="",
         shutdown_grace_s=0.5,
+        security=security or SecurityConfig(),
     )
     # Synced workspaces go to a temporary directory, never the user's cache.
     data_dir = tempfile.TemporaryDirectory(prefix="quill-serving-data-")

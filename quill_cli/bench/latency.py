@@ -118,8 +118,7 @@ async def _start_lsp_client(address: str, max_tokens: int) -> Any:
 async def _measure(
     engine: Any, engine_model: str, address: str, client: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
-    import grpc
-
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2 as pb
     from quill.v1 import quill_pb2_grpc
     from serving.config import CompletionConfig
@@ -136,7 +135,7 @@ async def _measure(
     paired: dict[str, list[float]] = {"grpc": [], "lsp": []}
     mismatches: list[str] = []
     tokens_per_prompt: list[int] = []
-    channel = grpc.aio.insecure_channel(address)
+    channel = open_channel(address)
     stub = quill_pb2_grpc.QuillStub(channel)
     bench_file = Path.cwd() / "quill_bench_latency.py"
 

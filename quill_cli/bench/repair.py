@@ -142,10 +142,9 @@ async def _run(args: argparse.Namespace) -> int:
 async def _repair_all(
     bugs: list[Bug], address: str, budget: int, engine_deadline_s: float
 ) -> tuple[dict[str, _ModeFigures], list[dict[str, Any]]]:
-    import grpc
-
     from lsp_server.repair.client import RepairError, run_repair
     from lsp_server.repair.jedi_oracle import JediOracle
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2 as pb
     from quill.v1 import quill_pb2_grpc
 
@@ -154,7 +153,7 @@ async def _repair_all(
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="quill-repair-bench-") as root:
         engine = JediOracle(project_root=root, path=Path(root) / "humaneval.py")
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address) as channel:
             stub = quill_pb2_grpc.QuillStub(channel)
             with ThreadPoolExecutor(max_workers=2) as executor:
                 for number, bug in enumerate(bugs):

@@ -316,8 +316,7 @@ def identifiers(text: str) -> list[str]:
 
 
 async def _completions(repo: Path, limit: int, seed: int) -> dict[str, Any]:
-    import grpc
-
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2 as pb
     from quill.v1 import quill_pb2_grpc
     from quill.workspace_files import walk_workspace
@@ -331,7 +330,7 @@ async def _completions(repo: Path, limit: int, seed: int) -> dict[str, Any]:
         serving = ServingProcess(extra_args=["--data-dir", directory])
         serving.start(timeout_s=900)
         try:
-            async with grpc.aio.insecure_channel(serving.address) as channel:
+            async with open_channel(serving.address) as channel:
                 stub = quill_pb2_grpc.QuillStub(channel)
                 started = time.perf_counter()
                 for start in range(0, len(files), 32):

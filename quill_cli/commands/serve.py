@@ -114,7 +114,51 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM"
     )
+    _add_security_arguments(p)
     p.set_defaults(func=run)
+
+
+def _add_security_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("security (docs/security.md)")
+    g.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="bearer tokens, one 'TENANT sha256:HEX' line each (`quill token new`), reloaded "
+        "when it changes; default: QUILL_TOKEN, else the local token in <cache dir>/auth/token",
+    )
+    g.add_argument("--tls-cert", type=Path, default=None, help="TLS certificate chain (PEM)")
+    g.add_argument("--tls-key", type=Path, default=None, help="TLS private key (PEM)")
+    g.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=None,
+        help="mutual TLS: accept only clients whose certificate this CA signed (PEM)",
+    )
+    g.add_argument(
+        "--reflection",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gRPC server reflection, answered without a token (default on)",
+    )
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen on a non-loopback address without TLS or without a token file (warned)",
+    )
+
+
+def _security_config(args: argparse.Namespace) -> Any:
+    from serving.config import SecurityConfig
+
+    return SecurityConfig(
+        token_file=args.token_file,
+        reflection=args.reflection,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        insecure=args.insecure,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         shutdown_grace_s=args.shutdown_grace,
         api_auto_mode=args.api_auto_mode,
+        security=_security_config(args),
     )
     config.retrieval.enabled = args.retrieval
     if args.repair_prompt_style is not None:
@@ -166,12 +211,13 @@ def run(args: argparse.Namespace) -> int:
     config.retrieval.embedding_model = args.embedding_model
     if args.retrieval_token_budget is not None:
         config.retrieval.token_budget = args.retrieval_token_budget
+    from serving.auth import TokenFileError
     from serving.engine.vllm_engine import VllmEngine
     from serving.server import serve
 
     try:
         asyncio.run(serve(config, lambda: VllmEngine.start(engine)))
-    except OSError as error:
+    except (OSError, TokenFileError) as error:
         logger.error("%s", error)
         return 1
     gc.collect()  # finalize engine objects before interpreter teardown
