@@ -126,6 +126,10 @@ class QuillLanguageServer(LanguageServer):
                 settings.serving_address,
                 token=settings.serving_token,
                 token_file=settings.serving_token_file,
+                tls=settings.serving_tls,
+                ca_file=settings.serving_ca_file,
+                client_cert=settings.serving_client_cert,
+                client_key=settings.serving_client_key,
             )
         except ChannelConfigError as error:
             # Calls go out without a token and get UNAUTHENTICATED; the user is told why.

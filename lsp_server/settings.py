@@ -27,6 +27,12 @@ class Settings:
     # on this machine) the local token `quill serve` created (docs/security.md).
     serving_token: str = ""
     serving_token_file: str = ""
+    # TLS to serving; the CA file ("" : the system's roots) verifies serving's certificate.
+    serving_tls: bool = False
+    serving_ca_file: str = ""
+    # Mutual TLS: this client's certificate chain and key (PEM files).
+    serving_client_cert: str = ""
+    serving_client_key: str = ""
     # "auto" decides single- or multi-line from the cursor; "single"/"multi" force one.
     completion_mode: str = "auto"
     # 0: the serving layer's default for the mode.

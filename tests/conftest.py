@@ -26,11 +26,14 @@ def lsp_command(*extra: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def in_process_serving(engine, security=None, **completion_overrides) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+async def in_process_serving(  # type: ignore[no-untyped-def]
+    engine, security=None, client_security=None, **completion_overrides
+) -> AsyncIterator[str]:
     """The real gRPC serving layer on a free loopback port, with the given engine.
 
     `security` (serving.config.SecurityConfig): default, the local token of this user, which
-    clients on this machine (quill.channel.open_channel, `quill lsp`) find by themselves.
+    clients on this machine (quill.channel.open_channel, `quill lsp`) find by themselves;
+    `client_security` (quill.channel.ClientSecurity): how to reach it when it has TLS.
     """
     from serving.config import CompletionConfig, EngineConfig, SecurityConfig, ServingConfig
     from serving.server import serve
@@ -51,7 +54,7 @@ async def in_process_serving(engine, security=None, **completion_overrides) -> A
     task = asyncio.create_task(serve(config, lambda: engine, stop=stop))
     from quill_cli.launcher import wait_for_serving
 
-    await asyncio.to_thread(wait_for_serving, address, 20)
+    await asyncio.to_thread(wait_for_serving, address, 20, None, client_security)
     try:
         yield address
     finally:
