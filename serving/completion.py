@@ -82,8 +82,9 @@ class CompletionService:
         self._api_tools = api_tools
 
     async def complete(
-        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext, tenant: str
     ) -> AsyncIterator[pb.CompleteResponse]:
+        """`tenant`: the caller (serving/auth.py); its workspace and suggestions only."""
         started = time.perf_counter()
         _validate(request, self._config)
         multi = request.mode == pb.COMPLETION_MODE_MULTI_LINE
@@ -102,10 +103,12 @@ class CompletionService:
         context_sources: list[pb.ContextSource] = []
         preamble: list[int] = []
         if self._workspaces is not None:
-            rendered = await self._workspaces.context_for(request, self._engine.encode, budget)
+            rendered = await self._workspaces.context_for(
+                tenant, request, self._engine.encode, budget
+            )
             preamble = self._engine.encode(rendered.text) if rendered.text else []
             context_sources = rendered.sources
-        tools = self._api_tools.session(request, self._engine) if self._api_tools else None
+        tools = self._api_tools.session(tenant, request, self._engine) if self._api_tools else None
         if tools is not None:
             api = await tools.prompt_context(request.language, self._engine.encode, budget // 4)
             preamble = (self._engine.encode(api.text) if api.text else []) + preamble
@@ -173,7 +176,7 @@ class CompletionService:
                         # Shown before generation ends (the first line, early): acceptance
                         # events may come for it before the final text is known.
                         self._registry.add(
-                            suggestion_id, new_record(request.language, mode_name, ready)
+                            suggestion_id, new_record(tenant, request.language, mode_name, ready)
                         )
                     yield pb.CompleteResponse(
                         delta=pb.TextDelta(
@@ -213,11 +216,13 @@ class CompletionService:
             finish_reason = "truncated"
         done = time.perf_counter()
         first = first_output or decoded
-        registered = self._registry.get(suggestion_id)
+        registered = self._registry.get(suggestion_id, tenant)
         if registered is not None:
             registered.length = len(text)
         elif text:
-            self._registry.add(suggestion_id, new_record(request.language, mode_name, len(text)))
+            self._registry.add(
+                suggestion_id, new_record(tenant, request.language, mode_name, len(text))
+            )
         if queue_wait_s is not None:
             metrics.STAGE_DURATION.labels("queue_wait").observe(queue_wait_s)
         for stage, seconds in (

@@ -1,9 +1,9 @@
 """The ReportEvents RPC: turn editor-side events into Prometheus counts, trusting nothing.
 
-Events must name a suggestion serving issued; language and mode come from serving's own record,
-not from the client; character counts are clamped to the suggestion's length; each suggestion is
-counted shown once, accepted at most up to its length, rejected once. Whatever is dropped or
-clamped is counted in quill_events_rejected_total by reason.
+Events must name a suggestion serving issued to the same tenant; language and mode come from
+serving's own record, not from the client; character counts are clamped to the suggestion's
+length; each suggestion is counted shown once, accepted at most up to its length, rejected once.
+Whatever is dropped or clamped is counted in quill_events_rejected_total by reason.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class EventRecorder:
     def __init__(self, registry: SuggestionRegistry) -> None:
         self._registry = registry
 
-    def record(self, request: pb.ReportEventsRequest) -> pb.ReportEventsResponse:
+    def record(self, tenant: str, request: pb.ReportEventsRequest) -> pb.ReportEventsResponse:
         recorded = rejected = 0
         events = request.events
         if len(events) > MAX_EVENTS_PER_BATCH:
@@ -34,7 +34,7 @@ class EventRecorder:
             rejected += len(events) - MAX_EVENTS_PER_BATCH
             events = events[:MAX_EVENTS_PER_BATCH]
         for event in events:
-            reason = self._apply(event)
+            reason = self._apply(tenant, event)
             if reason is None:
                 recorded += 1
             else:
@@ -51,9 +51,9 @@ class EventRecorder:
             )
         return pb.ReportEventsResponse(recorded=recorded, rejected=rejected)
 
-    def _apply(self, event: pb.SuggestionEvent) -> str | None:
+    def _apply(self, tenant: str, event: pb.SuggestionEvent) -> str | None:
         """Count one event; returns the reason it was rejected, or None."""
-        record = self._registry.get(event.suggestion_id)
+        record = self._registry.get(event.suggestion_id, tenant)
         if record is None:
             return "unknown_suggestion"
         labels = (record.language, record.mode)
@@ -84,9 +84,10 @@ class EventRecorder:
                 return "duplicate"
             if not record.shown:  # an accepted suggestion was shown, whatever the client said
                 self._apply(
+                    tenant,
                     pb.SuggestionEvent(
                         suggestion_id=event.suggestion_id, kind=pb.SUGGESTION_EVENT_KIND_SHOWN
-                    )
+                    ),
                 )
             first = record.accepted_chars == 0
             record.accepted_chars = target
@@ -105,5 +106,7 @@ class EventRecorder:
         return "unknown_kind"
 
 
-def new_record(language: str, mode: str, length: int) -> SuggestionRecord:
-    return SuggestionRecord(language=metrics.language_label(language), mode=mode, length=length)
+def new_record(tenant: str, language: str, mode: str, length: int) -> SuggestionRecord:
+    return SuggestionRecord(
+        tenant=tenant, language=metrics.language_label(language), mode=mode, length=length
+    )

@@ -89,7 +89,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     ) -> AsyncIterator[pb.CompleteResponse]:
         if self._completion is None:
             raise EngineNotReadyError("the engine is still loading")
-        async for response in self._completion.complete(request, context):
+        async for response in self._completion.complete(request, context, auth.current_tenant()):
             yield response
 
     async def Repair(  # noqa: N802
@@ -106,13 +106,13 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self, request: pb.SyncWorkspaceRequest, context: grpc.aio.ServicerContext
     ) -> pb.SyncWorkspaceResponse:
         # Needs no engine: editors sync while the model is still loading.
-        return await self._workspaces.sync(request)
+        return await self._workspaces.sync(auth.current_tenant(), request)
 
     async def SearchApi(  # noqa: N802
         self, request: pb.SearchApiRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchApiResponse:
         # Needs no engine: the catalog has its own embedding model.
-        return await self._api_search.handle(request)
+        return await self._api_search.handle(auth.current_tenant(), request)
 
     async def close(self) -> None:
         """Save what is indexed and stop background work (on shutdown)."""
@@ -122,7 +122,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     async def ReportEvents(  # noqa: N802
         self, request: pb.ReportEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportEventsResponse:
-        return self._events.record(request)
+        return self._events.record(auth.current_tenant(), request)
 
 
 async def serve(

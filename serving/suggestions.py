@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 @dataclass
 class SuggestionRecord:
+    tenant: str  # who was issued it: only their events count
     language: str  # already a bounded metrics label
     mode: str
     length: int
@@ -29,8 +30,10 @@ class SuggestionRegistry:
         while len(self._records) > self._capacity:
             self._records.popitem(last=False)
 
-    def get(self, suggestion_id: str) -> SuggestionRecord | None:
-        return self._records.get(suggestion_id)
+    def get(self, suggestion_id: str, tenant: str) -> SuggestionRecord | None:
+        """The record if `tenant` was issued that suggestion (another tenant's is None too)."""
+        record = self._records.get(suggestion_id)
+        return record if record is not None and record.tenant == tenant else None
 
     def __len__(self) -> int:
         return len(self._records)

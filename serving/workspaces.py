@@ -6,7 +6,10 @@ and stored, and the response says which contents are still needed. Indexing (chu
 FAISS) runs afterwards in a worker thread, one workspace at a time, so completions never wait
 for it; every response carries the index status for progress.
 
-On disk, per workspace (`data_dir/workspaces/<sha256 of the id>/`):
+Every workspace belongs to a tenant (serving/auth.py): it is keyed by (tenant, the client's
+workspace id), so two tenants' ids never meet, and an id alone reaches nothing.
+
+On disk, per workspace (`data_dir/tenants/<sha256 of the tenant>/<sha256 of the id>/`):
 - `files.json`: path -> content digest, written atomically after each sync;
 - `blobs/<digest>`: file contents, written once each, atomically;
 - `packages.bin`: the ApiPackage messages, length-prefixed, written atomically;
@@ -47,6 +50,14 @@ _SAVE_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
+class WorkspaceKey:
+    """A workspace's identity in serving: whose it is and the client's id for it."""
+
+    tenant: str
+    workspace_id: str
+
+
+@dataclass(frozen=True)
 class WorkspaceChange:
     changed_paths: tuple[str, ...]
     deleted_paths: tuple[str, ...]
@@ -75,8 +86,8 @@ def _digest(text: str) -> str:
 class Workspace:
     """One workspace's files, packages and index. Created by WorkspaceRegistry."""
 
-    def __init__(self, workspace_id: str, directory: Path, registry: WorkspaceRegistry) -> None:
-        self.workspace_id = workspace_id
+    def __init__(self, key: WorkspaceKey, directory: Path, registry: WorkspaceRegistry) -> None:
+        self.key = key
         self.directory = directory
         self._registry = registry
         self._files: dict[str, str] = {}  # path -> digest
@@ -385,9 +396,15 @@ class WorkspaceRegistry:
         self._embedder: Any = None
         self._query_embedder: Any = None
         self._embedder_lock = threading.Lock()
-        self._workspaces: dict[str, Workspace] = {}
+        self._workspaces: dict[WorkspaceKey, Workspace] = {}
         # One workspace indexes at a time: embedding uses every core already.
         self.indexing_slot = asyncio.Semaphore(1)
+        if (data_dir / "workspaces").is_dir():
+            logger.warning(
+                "%s holds workspaces stored before tenants; they are no longer read (editors "
+                "sync again) and the folder can be deleted",
+                data_dir / "workspaces",
+            )
 
     @property
     def embedder(self) -> Any:
@@ -406,36 +423,38 @@ class WorkspaceRegistry:
                 self._query_embedder = self._embedder_factory()
             return self._query_embedder
 
-    def directory_of(self, workspace_id: str) -> Path:
-        # A digest, never the id itself: ids are client-chosen and must not name paths.
-        name = hashlib.sha256(workspace_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return self.data_dir / "workspaces" / name
+    def directory_of(self, key: WorkspaceKey) -> Path:
+        # Digests, never the names: ids are client-chosen and must not name paths.
+        tenant = hashlib.sha256(key.tenant.encode("utf-8")).hexdigest()[:32]
+        name = hashlib.sha256(key.workspace_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self.data_dir / "tenants" / tenant / name
 
-    def get(self, workspace_id: str) -> Workspace | None:
-        workspace = self._workspaces.get(workspace_id)
-        if workspace is None and workspace_id and self.directory_of(workspace_id).is_dir():
-            workspace = self.get_or_create(workspace_id)  # persisted by an earlier process
+    def get(self, key: WorkspaceKey) -> Workspace | None:
+        """The tenant's workspace of that id, if it was ever synced (None otherwise)."""
+        workspace = self._workspaces.get(key)
+        if workspace is None and key.workspace_id and self.directory_of(key).is_dir():
+            workspace = self.get_or_create(key)  # persisted by an earlier process
         return workspace
 
-    def get_or_create(self, workspace_id: str) -> Workspace:
-        if not workspace_id or len(workspace_id) > MAX_WORKSPACE_ID_CHARS:
+    def get_or_create(self, key: WorkspaceKey) -> Workspace:
+        if not key.workspace_id or len(key.workspace_id) > MAX_WORKSPACE_ID_CHARS:
             raise InvalidRequestError(
                 f"workspace_id must be 1 to {MAX_WORKSPACE_ID_CHARS} characters"
             )
-        workspace = self._workspaces.get(workspace_id)
+        workspace = self._workspaces.get(key)
         if workspace is None:
-            directory = self.directory_of(workspace_id)
+            directory = self.directory_of(key)
             directory.mkdir(parents=True, exist_ok=True)
-            workspace = Workspace(workspace_id, directory, self)
-            self._workspaces[workspace_id] = workspace
+            workspace = Workspace(key, directory, self)
+            self._workspaces[key] = workspace
             workspace.start()
         return workspace
 
     def workspaces(self) -> Sequence[Workspace]:
         return list(self._workspaces.values())
 
-    async def sync(self, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
-        return await self.get_or_create(request.workspace_id).apply(request)
+    async def sync(self, tenant: str, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
+        return await self.get_or_create(WorkspaceKey(tenant, request.workspace_id)).apply(request)
 
     async def close(self) -> None:
         for workspace in self.workspaces():

@@ -212,14 +212,14 @@ def _faiss(index: Any, embedder: Any, queries: list[str], sizes: list[int]) -> d
 async def _save_to_searchable(embedder: Any, tree: Path, files: int = 12) -> dict[str, Any]:
     from quill.v1 import quill_pb2 as pb
     from quill.workspace_files import walk_workspace
-    from serving.workspaces import WorkspaceRegistry
+    from serving.workspaces import WorkspaceKey, WorkspaceRegistry
 
     texts = list(walk_workspace(tree))[:files]
     typical = sorted(texts, key=lambda f: len(f.text))[len(texts) // 2]
     samples = []
     with tempfile.TemporaryDirectory() as directory:
         registry = WorkspaceRegistry(Path(directory), lambda: embedder)
-        workspace = registry.get_or_create("bench")
+        workspace = registry.get_or_create(WorkspaceKey("bench", "bench"))
         await workspace.apply(
             pb.SyncWorkspaceRequest(
                 workspace_id="bench",

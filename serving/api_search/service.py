@@ -1,8 +1,9 @@
 """API search over each workspace's catalog: the SearchApi RPC and the tools of generation.
 
 Catalogs are built on first use (in worker threads: extraction and embedding are CPU work) and
-then follow the workspace's syncs through its change listener. A workspace serving does not
-know (or no workspace id) searches the standard library alone.
+then follow the workspace's syncs through its change listener. Workspaces are the caller's
+tenant's only (serving/workspaces.py WorkspaceKey); a workspace the tenant does not have (or no
+workspace id) searches the standard library alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from serving.api_search.stdlib import load_stdlib
 from serving.api_search.tools import ApiToolsConfig, ToolSession
 from serving.engine.base import Engine
 from serving.errors import InvalidRequestError
+from serving.workspaces import WorkspaceKey
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +79,10 @@ class ApiSearchService:
         self._cache_dir = cache_dir
         self._workspaces = workspaces
         self.config = config or ApiSearchConfig()
-        self._catalogs: dict[str, WorkspaceCatalog] = {}
-        self._building: dict[str, asyncio.Task[WorkspaceCatalog]] = {}
-        self._loading: dict[str, asyncio.Future[None]] = {}
+        # Keyed by workspace; None: the standard library alone.
+        self._catalogs: dict[WorkspaceKey | None, WorkspaceCatalog] = {}
+        self._building: dict[WorkspaceKey | None, asyncio.Task[WorkspaceCatalog]] = {}
+        self._loading: dict[WorkspaceKey | None, asyncio.Future[None]] = {}
         self._stdlib: tuple[list[pb.ApiEntry], np.ndarray] | None = None
 
     def _encode(self, texts: Any) -> np.ndarray:
@@ -92,15 +95,20 @@ class ApiSearchService:
             self._stdlib = load_stdlib(self._cache_dir, embedder.encode, model_id)
         return WorkspaceCatalog(embedder.encode, embedder.dimension, self._stdlib)
 
-    async def catalog(self, workspace_id: str) -> WorkspaceCatalog:
-        workspace = self._workspaces.get(workspace_id) if self._workspaces else None
-        key = workspace_id if workspace is not None else ""
-        if key in self._catalogs:
-            return self._catalogs[key]
-        self.ready_catalog(workspace_id)
-        return await asyncio.shield(self._building[key])
+    def _synced(self, key: WorkspaceKey) -> tuple[WorkspaceKey | None, Any | None]:
+        """The catalog key and workspace for `key`: (None, None) if the tenant has no such
+        workspace."""
+        workspace = self._workspaces.get(key) if self._workspaces else None
+        return (key, workspace) if workspace is not None else (None, None)
 
-    async def _create(self, key: str, workspace: Any | None) -> WorkspaceCatalog:
+    async def catalog(self, key: WorkspaceKey) -> WorkspaceCatalog:
+        found, _ = self._synced(key)
+        if found in self._catalogs:
+            return self._catalogs[found]
+        self.ready_catalog(key)
+        return await asyncio.shield(self._building[found])
+
+    async def _create(self, key: WorkspaceKey | None, workspace: Any | None) -> WorkspaceCatalog:
         # The stdlib part (cached on disk) comes first and the catalog answers from then on;
         # the workspace's files and packages are embedded in the background, so a search
         # never waits for a large workspace.
@@ -127,38 +135,36 @@ class ApiSearchService:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def loaded(self, workspace_id: str) -> WorkspaceCatalog:
+    async def loaded(self, key: WorkspaceKey) -> WorkspaceCatalog:
         """The catalog once the workspace's files and packages are in it too."""
-        catalog = await self.catalog(workspace_id)
-        task = self._loading.get(workspace_id)
+        catalog = await self.catalog(key)
+        task = self._loading.get(key)
         if task is not None:
             await asyncio.shield(task)
         return catalog
 
-    def ready_catalog(self, workspace_id: str) -> WorkspaceCatalog | None:
+    def ready_catalog(self, key: WorkspaceKey) -> WorkspaceCatalog | None:
         """The catalog if it is built; otherwise start building it and return None."""
-        workspace = self._workspaces.get(workspace_id) if self._workspaces else None
-        key = workspace_id if workspace is not None else ""
-        catalog = self._catalogs.get(key)
-        if catalog is None and key not in self._building:
-            self._building[key] = asyncio.ensure_future(self._create(key, workspace))
+        found, workspace = self._synced(key)
+        catalog = self._catalogs.get(found)
+        if catalog is None and found not in self._building:
+            self._building[found] = asyncio.ensure_future(self._create(found, workspace))
         return catalog
 
     def tool_session(
-        self, request: pb.CompleteRequest, engine: Engine, config: ApiToolsConfig
+        self, tenant: str, request: pb.CompleteRequest, engine: Engine, config: ApiToolsConfig
     ) -> ToolSession | None:
-        """Tool use for one completion (None when the request turned API search off)."""
+        """Tool use for one completion of `tenant` (None when the request turned it off)."""
         if request.context.disable_api_search:
             return None
+        key = WorkspaceKey(tenant, request.workspace_id)
         # Only a synced workspace starts a catalog build from a completion: building one costs
         # seconds of CPU, which a completion without a workspace should never trigger.
-        synced = self._workspaces is not None and self._workspaces.get(request.workspace_id)
-        catalog = self.ready_catalog(request.workspace_id) if synced else None
+        synced = self._synced(key)[0] is not None
+        catalog = self.ready_catalog(key) if synced else None
 
         async def search(query: str, limit: int) -> list[ScoredEntry]:
-            return await self.search(
-                request.workspace_id, query[: self.config.max_query_chars], limit
-            )
+            return await self.search(key, query[: self.config.max_query_chars], limit)
 
         return ToolSession(
             engine,
@@ -168,21 +174,22 @@ class ApiSearchService:
             members=catalog.members if catalog is not None else None,
         )
 
-    async def search(self, workspace_id: str, query: str, limit: int) -> list[ScoredEntry]:
+    async def search(self, key: WorkspaceKey, query: str, limit: int) -> list[ScoredEntry]:
         """Best entries for `query` (validated; raises InvalidRequestError on bad input)."""
         validate_query(query, limit, self.config)
-        catalog = await self.catalog(workspace_id)
+        catalog = await self.catalog(key)
         vector = (await asyncio.to_thread(self._encode, [query]))[0]
         return catalog.search(query, vector, limit or self.config.default_limit)
 
-    async def handle(self, request: pb.SearchApiRequest) -> pb.SearchApiResponse:
+    async def handle(self, tenant: str, request: pb.SearchApiRequest) -> pb.SearchApiResponse:
         started = time.perf_counter()
         validate_query(request.query, request.limit, self.config)
+        key = WorkspaceKey(tenant, request.workspace_id)
         try:
-            await asyncio.wait_for(self.loaded(request.workspace_id), self.config.load_wait_s)
+            await asyncio.wait_for(self.loaded(key), self.config.load_wait_s)
         except TimeoutError:
             logger.info("API search answers before the workspace's catalog is complete")
-        found = await self.search(request.workspace_id, request.query, request.limit)
+        found = await self.search(key, request.query, request.limit)
         return pb.SearchApiResponse(
             hits=[pb.ApiHit(entry=hit.entry, score=hit.score) for hit in found],
             latency_ms=(time.perf_counter() - started) * 1e3,
@@ -196,5 +203,7 @@ class ApiTools:
     service: ApiSearchService
     config: ApiToolsConfig
 
-    def session(self, request: pb.CompleteRequest, engine: Engine) -> ToolSession | None:
-        return self.service.tool_session(request, engine, self.config)
+    def session(
+        self, tenant: str, request: pb.CompleteRequest, engine: Engine
+    ) -> ToolSession | None:
+        return self.service.tool_session(tenant, request, engine, self.config)

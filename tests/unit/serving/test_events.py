@@ -22,6 +22,7 @@ def event(suggestion_id: str, kind: int, chars: int = 0) -> pb.SuggestionEvent:
     return pb.SuggestionEvent(suggestion_id=suggestion_id, kind=kind, chars=chars)
 
 
+TENANT = "alice"
 SHOWN = pb.SUGGESTION_EVENT_KIND_SHOWN
 ACCEPTED = pb.SUGGESTION_EVENT_KIND_ACCEPTED
 PARTIAL = pb.SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED
@@ -33,7 +34,7 @@ def recorder_and_ids():  # type: ignore[no-untyped-def]
     registry = SuggestionRegistry()
     ids = [uuid.uuid4().hex for _ in range(3)]
     for suggestion_id in ids:
-        registry.add(suggestion_id, new_record("lua", "multi", 10))
+        registry.add(suggestion_id, new_record(TENANT, "lua", "multi", 10))
     return EventRecorder(registry), ids
 
 
@@ -45,6 +46,7 @@ def test_shown_and_accepted_are_counted_by_serving_labels(recorder_and_ids) -> N
         "quill_suggestions_partially_accepted_total", "quill_suggestion_chars_shown_total",
     )}  # fmt: skip
     response = recorder.record(
+        TENANT,
         pb.ReportEventsRequest(
             events=[
                 event(a, SHOWN), event(a, ACCEPTED, 10),
@@ -72,6 +74,7 @@ def test_forged_and_repeated_events_are_rejected_and_counted(recorder_and_ids) -
     duplicate = value("quill_events_rejected_total", reason="duplicate")
     chars = value("quill_suggestion_chars_accepted_total", language="lua", mode="multi")
     response = recorder.record(
+        TENANT,
         pb.ReportEventsRequest(
             events=[
                 event("forged", ACCEPTED, 1000),
@@ -96,11 +99,12 @@ def test_floods_huge_counts_and_made_up_languages_are_bounded(recorder_and_ids) 
     flood = value("quill_events_rejected_total", reason="flood")
     other = value("quill_chars_typed_total", language="other")
     response = recorder.record(
+        TENANT,
         pb.ReportEventsRequest(
             events=[event("x", SHOWN)] * (MAX_EVENTS_PER_BATCH + 5),
             typed_chars={"klingon-" + uuid.uuid4().hex: 10**12},
             undelivered_events=3,
-        )
+        ),
     )
     assert response.rejected == MAX_EVENTS_PER_BATCH + 5
     assert value("quill_events_rejected_total", reason="flood") == flood + 5
@@ -112,8 +116,9 @@ def test_floods_huge_counts_and_made_up_languages_are_bounded(recorder_and_ids) 
 def test_registry_is_bounded() -> None:
     registry = SuggestionRegistry(capacity=2)
     for name in "abc":
-        registry.add(name, new_record("python", "single", 1))
-    assert len(registry) == 2 and registry.get("a") is None and registry.get("c") is not None
+        registry.add(name, new_record(TENANT, "python", "single", 1))
+    assert len(registry) == 2 and registry.get("a", TENANT) is None
+    assert registry.get("c", TENANT) is not None
 
 
 async def test_telemetry_batches_supersedes_and_retries() -> None:
