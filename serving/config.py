@@ -103,6 +103,47 @@ class RepairConfig:
     seed: int = 0
 
 
+def limit_flag(field_name: str) -> str:
+    """The `quill serve` flag of a LimitsConfig field."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _limit(default: float, help_text: str) -> Any:
+    # The help text becomes the `quill serve` flag's (quill_cli/commands/serve.py).
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class LimitsConfig:
+    """Caps on what one tenant can make serving hold. Each hit is a RESOURCE_EXHAUSTED whose
+    message names the cap and the flag that raises it; serving goes on serving everyone."""
+
+    workspaces_per_tenant: int = _limit(
+        32,
+        "workspaces one tenant keeps on this server; a new one replaces the tenant's least "
+        "recently used one if that has been idle for --workspace-replace-idle-s, else it is "
+        "refused",
+    )
+    workspace_replace_idle_s: float = _limit(
+        3600.0, "idle seconds after which a tenant's workspace may be replaced by a new one"
+    )
+    files_per_workspace: int = _limit(50_000, "files one workspace holds")
+    bytes_per_workspace: int = _limit(
+        512 * 1024 * 1024, "bytes of file content one workspace holds"
+    )
+    packages_per_workspace: int = _limit(100, "API packages one workspace holds")
+    bytes_per_package: int = _limit(
+        1024 * 1024, "bytes of one API package (its serialized entries)"
+    )
+    streams_per_tenant: int = _limit(16, "Complete and Repair streams one tenant has open at once")
+    resident_workspaces: int = _limit(
+        64,
+        "workspaces held in memory (index, API catalog); the least recently used leave first "
+        "and come back from disk when used",
+    )
+    workspace_idle_s: float = _limit(600.0, "seconds unused after which a workspace leaves memory")
+
+
 @dataclass
 class SecurityConfig:
     """Who may call serving and how the connection is protected (docs/security.md)."""
@@ -129,6 +170,7 @@ class ServingConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # API search inside completions for models without tool training: "constrain" (member
     # names after a known module), "prompt" (top signatures in the prompt), "both" or "off".
     # See docs/api-search.md for the measurement behind the default.

@@ -17,7 +17,8 @@ from quill.v1 import quill_pb2 as pb
 from serving import metrics
 from serving.config import RetrievalConfig
 from serving.context import ContextBlock, RenderedContext, render_context
-from serving.workspaces import WorkspaceKey, WorkspaceRegistry
+from serving.workspace_registry import WorkspaceRegistry
+from serving.workspaces import WorkspaceKey
 
 logger = logging.getLogger(__name__)
 

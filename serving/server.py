@@ -29,11 +29,12 @@ from serving.engine.base import Engine
 from serving.errors import EngineNotReadyError, ErrorInterceptor
 from serving.events import EventRecorder
 from serving.fim import choose_template
+from serving.limits import StreamLimiter
 from serving.repair.service import RepairService
 from serving.retrieval_context import PromptRetriever
 from serving.suggestions import SuggestionRegistry
 from serving.transport import bind, check_exposure, server_credentials
-from serving.workspaces import registry_from_config
+from serving.workspace_registry import registry_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self._suggestions = SuggestionRegistry()
         self._events = EventRecorder(self._suggestions)
         # Synced workspace files and their retrieval indices (serving/workspaces.py).
-        self._workspaces = registry_from_config(config.retrieval)
+        self._workspaces = registry_from_config(config.retrieval, config.limits)
         self._repair: RepairService | None = None
         # API catalogs per workspace (serving/api_search/); needs no engine.
         self._api_search = ApiSearchService(
@@ -148,6 +149,7 @@ async def serve(
     operator_tokens = config.security.token_file is not None or bool(envs.token())
     check_exposure(config.address, config.security, operator_tokens)
     credentials = server_credentials(config.security)
+    streams = StreamLimiter(config.limits.streams_per_tenant)
     health_servicer = health.aio.HealthServicer()
     servicer = QuillServicer(config)
     open_services = [health.SERVICE_NAME]
@@ -156,7 +158,10 @@ async def serve(
     server = grpc.aio.server(
         # The error interceptor is outermost: it turns the auth interceptor's refusals into
         # UNAUTHENTICATED and counts them like every other status.
-        interceptors=[ErrorInterceptor(), auth.AuthInterceptor(tokens, open_services)],
+        interceptors=[
+            ErrorInterceptor(),
+            auth.AuthInterceptor(tokens, open_services, streams.admit),
+        ],
         options=[
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),

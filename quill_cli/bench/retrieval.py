@@ -212,7 +212,8 @@ def _faiss(index: Any, embedder: Any, queries: list[str], sizes: list[int]) -> d
 async def _save_to_searchable(embedder: Any, tree: Path, files: int = 12) -> dict[str, Any]:
     from quill.v1 import quill_pb2 as pb
     from quill.workspace_files import walk_workspace
-    from serving.workspaces import WorkspaceKey, WorkspaceRegistry
+    from serving.workspace_registry import WorkspaceRegistry
+    from serving.workspaces import WorkspaceKey
 
     texts = list(walk_workspace(tree))[:files]
     typical = sorted(texts, key=lambda f: len(f.text))[len(texts) // 2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import logging
@@ -115,6 +116,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM"
     )
     _add_security_arguments(p)
+    _add_limit_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -146,6 +148,32 @@ def _add_security_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="listen on a non-loopback address without TLS or without a token file (warned)",
     )
+
+
+def _add_limit_arguments(p: argparse.ArgumentParser) -> None:
+    from serving.config import LimitsConfig, limit_flag
+
+    g = p.add_argument_group("caps per tenant and workspace (RESOURCE_EXHAUSTED past them)")
+    for spec in dataclasses.fields(LimitsConfig):
+        g.add_argument(
+            limit_flag(spec.name),
+            type=type(spec.default),
+            default=spec.default,
+            metavar="N" if isinstance(spec.default, int) else "SECONDS",
+            help=spec.metadata["help"] + " (default %(default)s)",
+        )
+
+
+def _limits_config(args: argparse.Namespace) -> Any:
+    from serving.config import LimitsConfig, limit_flag
+
+    limits = LimitsConfig(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(LimitsConfig)}
+    )
+    for spec in dataclasses.fields(limits):
+        if getattr(limits, spec.name) <= 0:
+            raise ValueError(f"{limit_flag(spec.name)} must be positive")
+    return limits
 
 
 def _security_config(args: argparse.Namespace) -> Any:
@@ -204,6 +232,11 @@ def run(args: argparse.Namespace) -> int:
         api_auto_mode=args.api_auto_mode,
         security=_security_config(args),
     )
+    try:
+        config.limits = _limits_config(args)
+    except ValueError as error:
+        logger.error("%s", error)
+        return 2
     config.retrieval.enabled = args.retrieval
     if args.repair_prompt_style is not None:
         config.repair.prompt_style = args.repair_prompt_style

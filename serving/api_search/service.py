@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from quill.v1 import quill_pb2 as pb
-from serving.api_search.catalog import WorkspaceCatalog
+from serving.api_search.catalog import StdlibLayer, WorkspaceCatalog
 from serving.api_search.index import ScoredEntry
 from serving.api_search.stdlib import load_stdlib
 from serving.api_search.tools import ApiToolsConfig, ToolSession
@@ -61,7 +62,7 @@ class ApiSearchService:
     """Owns one catalog per workspace.
 
     `embedder()` returns the shared retrieval.embedding.Embedder (loaded on first call);
-    `workspaces` is serving.workspaces.WorkspaceRegistry (None: stdlib only).
+    `workspaces` is serving.workspace_registry.WorkspaceRegistry (None: stdlib only).
     """
 
     def __init__(
@@ -83,16 +84,23 @@ class ApiSearchService:
         self._catalogs: dict[WorkspaceKey | None, WorkspaceCatalog] = {}
         self._building: dict[WorkspaceKey | None, asyncio.Task[WorkspaceCatalog]] = {}
         self._loading: dict[WorkspaceKey | None, asyncio.Future[None]] = {}
-        self._stdlib: tuple[list[pb.ApiEntry], np.ndarray] | None = None
+        # The standard library's part of every catalog: built once per process, shared.
+        self._stdlib: StdlibLayer | None = None
+        self._stdlib_lock = threading.Lock()
+        if workspaces is not None and hasattr(workspaces, "add_unload_listener"):
+            workspaces.add_unload_listener(self.forget)
 
     def _encode(self, texts: Any) -> np.ndarray:
         return self._query_embedder().encode(texts)  # type: ignore[no-any-return]
 
     def _build(self) -> WorkspaceCatalog:
         embedder = self._embedder()
-        if self._stdlib is None:
-            model_id = str(getattr(embedder, "model_path", type(embedder).__name__))
-            self._stdlib = load_stdlib(self._cache_dir, embedder.encode, model_id)
+        with self._stdlib_lock:
+            if self._stdlib is None:
+                model_id = str(getattr(embedder, "model_path", type(embedder).__name__))
+                entries, vectors = load_stdlib(self._cache_dir, embedder.encode, model_id)
+                self._stdlib = StdlibLayer(entries, vectors, embedder.dimension)
+                logger.info("API catalog: %d standard library entries, shared", len(entries))
         return WorkspaceCatalog(embedder.encode, embedder.dimension, self._stdlib)
 
     def _synced(self, key: WorkspaceKey) -> tuple[WorkspaceKey | None, Any | None]:
@@ -116,6 +124,9 @@ class ApiSearchService:
             catalog = await asyncio.to_thread(self._build)
         finally:
             self._building.pop(key, None)
+        registry = self._workspaces
+        if key is not None and registry is not None and registry.resident(key) is not workspace:
+            return catalog  # the workspace left memory meanwhile: answer, keep nothing
         self._catalogs[key] = catalog
         if workspace is not None:
 
@@ -125,8 +136,14 @@ class ApiSearchService:
 
             workspace.add_listener(on_change)
             self._loading[key] = asyncio.ensure_future(catalog.load_async(workspace))
-        logger.info("API catalog ready: %d stdlib entries", len(catalog.index))
         return catalog
+
+    def forget(self, key: WorkspaceKey) -> None:
+        """Drop the catalog of a workspace that left memory (it is built again when used)."""
+        self._catalogs.pop(key, None)
+        loading = self._loading.pop(key, None)
+        if loading is not None:
+            loading.cancel()
 
     async def close(self) -> None:
         """Stop loading catalogs in the background (on shutdown)."""

@@ -71,8 +71,8 @@ def tls_serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
 def _complete(address: str, *connection: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "quill", "complete", "examples/fibonacci.py:4:18",
-         "--address", address, "--timeout", "60", *connection],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+         "--address", address, "--timeout", "300", *connection],
+        cwd=ROOT, capture_output=True, text=True, timeout=420,
     )  # fmt: skip
 
 

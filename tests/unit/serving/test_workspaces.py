@@ -12,7 +12,8 @@ import pytest
 from quill.v1 import quill_pb2 as pb
 from retrieval.embedding import Embedder
 from serving.errors import InvalidRequestError
-from serving.workspaces import WorkspaceChange, WorkspaceKey, WorkspaceRegistry
+from serving.workspace_registry import WorkspaceRegistry
+from serving.workspaces import WorkspaceChange, WorkspaceKey
 
 BILLING = "def compute_invoice_total(items, tax_rate):\n    return sum(items) * (1 + tax_rate)\n"
 TENANT = "alice"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from quill.v1 import quill_pb2 as pb
-from serving.api_search.catalog import WorkspaceCatalog, workspace_entries
+from serving.api_search.catalog import StdlibLayer, WorkspaceCatalog, workspace_entries
 from serving.api_search.index import ApiIndex, entry_text
 from serving.api_search.service import ApiSearchService
 from serving.errors import InvalidRequestError
@@ -132,11 +132,22 @@ class _Workspace:
 
 
 def test_catalog_follows_changes_incrementally(embedder: Any) -> None:
-    stdlib = (CATALOG[:2], embedder.encode([entry_text(e) for e in CATALOG[:2]]))
+    vectors = embedder.encode([entry_text(e) for e in CATALOG[:2]])
+    stdlib = StdlibLayer(CATALOG[:2], vectors, embedder.dimension)
     workspace = _Workspace({"util.py": "def slugify_title(text):\n    '''Make a URL slug.'''\n"})
     catalog = WorkspaceCatalog(embedder.encode, embedder.dimension, stdlib)
     catalog.load(workspace)
     assert "util.slugify_title" in catalog.names()
+    # The standard library's entries are searched, never copied into the workspace's index.
+    assert len(catalog.index) == 2  # the module and its function
+    assert len(stdlib.index) == 2
+    other = WorkspaceCatalog(embedder.encode, embedder.dimension, stdlib)
+    other.load(_Workspace({"books.py": "def reconcile_ledger(entries):\n    pass\n"}))
+    assert "util.slugify_title" not in other.names()
+    assert catalog.members("json") == other.members("json") == ["loads"]
+    hits = catalog.search("slugify_title", embedder.encode(["slugify_title"])[0], 3)
+    assert hits[0].entry.qualified_name == "util.slugify_title"
+    assert "json.loads" in {h.entry.qualified_name for h in other.search("json.loads", None, 5)}
 
     workspace.files["util.py"] = "def make_slug(text):\n    pass\n"
     workspace.files["other.py"] = "class Ledger:\n    def post(self, amount):\n        pass\n"
@@ -168,6 +179,8 @@ class _Registry:
 
     def get(self, key: WorkspaceKey) -> Any:
         return self.workspaces.get(key)
+
+    resident = get
 
 
 class _SlowOnLedgers:
