@@ -112,6 +112,12 @@ class WorkspaceSync:
                 await self.sync_all()
                 return
             except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    # A cap of serving's (too many files, say): retrying cannot help.
+                    self._server.notify_user(
+                        f"Quill: serving did not take this workspace: {error.details()}", True
+                    )
+                    return
                 logger.info(
                     "workspace sync failed (%s); retrying in %.0f s", error.code().name, delay
                 )
