@@ -174,8 +174,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Refuses calls without a valid token and runs the others as their token's tenant.
 
     `open_services`: full service names that need no token (health, reflection).
-    `admit(tenant, method)`: further per-tenant admission (the stream cap); returns a context
-    manager held for the whole call, or raises.
+    `admit(tenant, method)`: further per-tenant admission of streams (the stream cap); returns
+    a context manager held for the whole call, or raises.
+    `observe(tenant, method)`: called for every authenticated call (opt-in tenant metrics).
     """
 
     def __init__(
@@ -183,10 +184,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         tokens: TokenStore,
         open_services: Iterable[str],
         admit: Callable[[str, str], Any] | None = None,
+        observe: Callable[[str, str], None] | None = None,
     ) -> None:
         self._tokens = tokens
         self._open = tuple(f"/{name}/" for name in open_services)
         self._admit = admit
+        self._observe = observe
 
     async def intercept_service(
         self,
@@ -207,6 +210,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             )
             return rewrap(handler, unary=_refuse_unary(message), stream=_refuse_stream(message))
         name = method.rsplit("/", 1)[-1]
+        if self._observe is not None:
+            self._observe(tenant, name)
         return rewrap(
             handler,
             unary=lambda behavior: self._as_unary(behavior, tenant, name),

@@ -179,5 +179,7 @@ class ServingConfig:
     address: str = envs.DEFAULT_SERVING_ADDRESS
     # host:port of the Prometheus /metrics endpoint; empty disables it.
     metrics_address: str = envs.DEFAULT_METRICS_ADDRESS
+    # Per-tenant series for the first N tenants (the rest are "other"); 0: no tenant labels.
+    metrics_tenant_labels: int = 0
     # Seconds in-flight RPCs get to finish on SIGTERM before they are cancelled.
     shutdown_grace_s: float = 5.0

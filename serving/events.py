@@ -9,22 +9,27 @@ Whatever is dropped or clamped is counted in quill_events_rejected_total by reas
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping
 
 from quill.v1 import quill_pb2 as pb
 from serving import metrics
 from serving.suggestions import SuggestionRecord, SuggestionRegistry
+from serving.tenant_metrics import TenantLabels
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_BATCH = 1000
-# More than this many characters typed per language per batch is not typing.
+# More than this many characters typed in one batch, all languages together, is not typing.
 MAX_TYPED_CHARS_PER_BATCH = 100_000
 MAX_UNDELIVERED_PER_BATCH = 1_000_000
 
 
 class EventRecorder:
-    def __init__(self, registry: SuggestionRegistry) -> None:
+    def __init__(self, registry: SuggestionRegistry, tenants: TenantLabels | None = None) -> None:
         self._registry = registry
+        # Per-tenant series, only when the operator opted in.
+        self._tenants = tenants or TenantLabels()
 
     def record(self, tenant: str, request: pb.ReportEventsRequest) -> pb.ReportEventsResponse:
         recorded = rejected = 0
@@ -40,11 +45,11 @@ class EventRecorder:
             else:
                 metrics.EVENTS_REJECTED.labels(reason).inc()
                 rejected += 1
-        for language, chars in request.typed_chars.items():
-            if chars > MAX_TYPED_CHARS_PER_BATCH:
-                metrics.EVENTS_REJECTED.labels("clamped").inc()
-                chars = MAX_TYPED_CHARS_PER_BATCH
-            metrics.CHARS_TYPED.labels(metrics.language_label(language)).inc(chars)
+        typed, clamped = bounded_typed_chars(request.typed_chars)
+        if clamped:
+            metrics.EVENTS_REJECTED.labels("clamped").inc()
+        for label, chars in typed.items():
+            metrics.CHARS_TYPED.labels(label).inc(chars)
         if request.undelivered_events:
             metrics.EVENTS_UNDELIVERED.inc(
                 min(request.undelivered_events, MAX_UNDELIVERED_PER_BATCH)
@@ -92,6 +97,7 @@ class EventRecorder:
             first = record.accepted_chars == 0
             record.accepted_chars = target
             metrics.SUGGESTION_CHARS_ACCEPTED.labels(*labels).inc(added)
+            self._tenants.count_accepted(tenant, added, whole)
             if whole:
                 metrics.SUGGESTIONS_ACCEPTED.labels(*labels).inc()
             elif first:
@@ -104,6 +110,23 @@ class EventRecorder:
             metrics.SUGGESTIONS_REJECTED.labels(*labels).inc()
             return None
         return "unknown_kind"
+
+
+def bounded_typed_chars(typed: Mapping[str, int]) -> tuple[dict[str, int], bool]:
+    """Characters typed per language label, at most MAX_TYPED_CHARS_PER_BATCH in the whole
+    batch, and whether anything was cut. The bound is on the batch, not per key: 5,000 made-up
+    languages at a per-key cap each once added 5x10^8 characters in one request."""
+    per_label: Counter[str] = Counter()
+    for language, chars in typed.items():
+        per_label[metrics.language_label(language)] += max(chars, 0)
+    budget = MAX_TYPED_CHARS_PER_BATCH
+    bounded: dict[str, int] = {}
+    for label, chars in sorted(per_label.items()):
+        taken = min(chars, budget)
+        budget -= taken
+        if taken:
+            bounded[label] = taken
+    return bounded, sum(per_label.values()) > MAX_TYPED_CHARS_PER_BATCH
 
 
 def new_record(tenant: str, language: str, mode: str, length: int) -> SuggestionRecord:

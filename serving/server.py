@@ -33,6 +33,7 @@ from serving.limits import StreamLimiter
 from serving.repair.service import RepairService
 from serving.retrieval_context import PromptRetriever
 from serving.suggestions import SuggestionRegistry
+from serving.tenant_metrics import TenantLabels
 from serving.transport import bind, check_exposure, server_credentials
 from serving.workspace_registry import registry_from_config
 
@@ -52,7 +53,8 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self._config = config
         self._completion: CompletionService | None = None
         self._suggestions = SuggestionRegistry()
-        self._events = EventRecorder(self._suggestions)
+        self.tenant_labels = TenantLabels(config.metrics_tenant_labels)
+        self._events = EventRecorder(self._suggestions, self.tenant_labels)
         # Synced workspace files and their retrieval indices (serving/workspaces.py).
         self._workspaces = registry_from_config(config.retrieval, config.limits)
         self._repair: RepairService | None = None
@@ -160,7 +162,9 @@ async def serve(
         # UNAUTHENTICATED and counts them like every other status.
         interceptors=[
             ErrorInterceptor(),
-            auth.AuthInterceptor(tokens, open_services, streams.admit),
+            auth.AuthInterceptor(
+                tokens, open_services, streams.admit, servicer.tenant_labels.count_request
+            ),
         ],
         options=[
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),

@@ -27,14 +27,20 @@ def lsp_command(*extra: str) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def in_process_serving(  # type: ignore[no-untyped-def]
-    engine, security=None, client_security=None, limits=None, **completion_overrides
+    engine,
+    security=None,
+    client_security=None,
+    limits=None,
+    tenant_labels=0,
+    **completion_overrides,
 ) -> AsyncIterator[str]:
     """The real gRPC serving layer on a free loopback port, with the given engine.
 
     `security` (serving.config.SecurityConfig): default, the local token of this user, which
     clients on this machine (quill.channel.open_channel, `quill lsp`) find by themselves;
     `client_security` (quill.channel.ClientSecurity): how to reach it when it has TLS;
-    `limits` (serving.config.LimitsConfig): the caps (default: `quill serve`'s).
+    `limits` (serving.config.LimitsConfig): the caps (default: `quill serve`'s);
+    `tenant_labels`: `quill serve --metrics-tenant-labels`.
     """
     from serving.config import (
         CompletionConfig,
@@ -54,6 +60,7 @@ async def in_process_serving(  # type: ignore[no-untyped-def]
         shutdown_grace_s=0.5,
         security=security or SecurityConfig(),
         limits=limits or LimitsConfig(),
+        metrics_tenant_labels=tenant_labels,
     )
     # Synced workspaces go to a temporary directory, never the user's cache.
     data_dir = tempfile.TemporaryDirectory(prefix="quill-serving-data-")

@@ -115,6 +115,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM"
     )
+    p.add_argument(
+        "--metrics-tenant-labels",
+        type=int,
+        default=0,
+        metavar="N",
+        help="per-tenant series (quill_tenant_*) for the first N tenants, the rest 'other'; "
+        "default 0: tenants are never metric labels",
+    )
     _add_security_arguments(p)
     _add_limit_arguments(p)
     p.set_defaults(func=run)
@@ -230,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         shutdown_grace_s=args.shutdown_grace,
         api_auto_mode=args.api_auto_mode,
+        metrics_tenant_labels=args.metrics_tenant_labels,
         security=_security_config(args),
     )
     try:
