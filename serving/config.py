@@ -177,6 +177,9 @@ class ServingConfig:
     api_auto_mode: str = "constrain"
     # Loopback by default: exposing the model to a network is the operator's explicit choice.
     address: str = envs.DEFAULT_SERVING_ADDRESS
+    # host:port of a plain-text port serving gRPC health only (for Kubernetes probes when the
+    # main port has TLS); empty: none.
+    health_address: str = ""
     # host:port of the Prometheus /metrics endpoint; empty disables it.
     metrics_address: str = envs.DEFAULT_METRICS_ADDRESS
     # Per-tenant series for the first N tenants (the rest are "other"); 0: no tenant labels.

@@ -151,39 +151,17 @@ async def serve(
     operator_tokens = config.security.token_file is not None or bool(envs.token())
     check_exposure(config.address, config.security, operator_tokens)
     credentials = server_credentials(config.security)
-    streams = StreamLimiter(config.limits.streams_per_tenant)
     health_servicer = health.aio.HealthServicer()
     servicer = QuillServicer(config)
-    open_services = [health.SERVICE_NAME]
-    if config.security.reflection:
-        open_services.append(reflection.SERVICE_NAME)
-    server = grpc.aio.server(
-        # The error interceptor is outermost: it turns the auth interceptor's refusals into
-        # UNAUTHENTICATED and counts them like every other status.
-        interceptors=[
-            ErrorInterceptor(),
-            auth.AuthInterceptor(
-                tokens, open_services, streams.admit, servicer.tenant_labels.count_request
-            ),
-        ],
-        options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-            # A second server on a busy port must fail, not silently share it.
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    quill_pb2_grpc.add_QuillServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if config.security.reflection:
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+    server = _quill_server(config, servicer, health_servicer, tokens)
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.metrics_address:
         metrics.start_metrics_server(config.metrics_address)
     bind(server, config.address, credentials)
+    health_server = _health_server(config.health_address, health_servicer)
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     logger.info(
         "gRPC listening on %s%s (NOT_SERVING until the engine is ready); %d tenants",
         config.address,
@@ -214,6 +192,8 @@ async def serve(
         metrics.ENGINE_READY.set(0)
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace_s)
+        if health_server is not None:
+            await health_server.stop(0)
         await servicer.close()
         if engine is None and loading.done() and not loading.cancelled():
             with contextlib.suppress(BaseException):
@@ -221,6 +201,56 @@ async def serve(
         if engine is not None:
             engine.shutdown()
         logger.info("stopped")
+
+
+def _quill_server(
+    config: ServingConfig,
+    servicer: QuillServicer,
+    health_servicer: health.aio.HealthServicer,
+    tokens: auth.TokenStore,
+) -> grpc.aio.Server:
+    """The gRPC server of the Quill service, health and (when on) reflection, behind the error
+    and auth interceptors."""
+    streams = StreamLimiter(config.limits.streams_per_tenant)
+    open_services = [health.SERVICE_NAME]
+    if config.security.reflection:
+        open_services.append(reflection.SERVICE_NAME)
+    server = grpc.aio.server(
+        # The error interceptor is outermost: it turns the auth interceptor's refusals into
+        # UNAUTHENTICATED and counts them like every other status.
+        interceptors=[
+            ErrorInterceptor(),
+            auth.AuthInterceptor(
+                tokens, open_services, streams.admit, servicer.tenant_labels.count_request
+            ),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            # A second server on a busy port must fail, not silently share it.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    quill_pb2_grpc.add_QuillServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if config.security.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    return server
+
+
+def _health_server(
+    address: str, health_servicer: health.aio.HealthServicer
+) -> grpc.aio.Server | None:
+    """A plain-text port answering health only, for probes that cannot speak TLS (Kubernetes'
+    gRPC probes); None without an address. It serves nothing else, so it needs no token."""
+    if not address:
+        return None
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bind(server, address, None)
+    return server
 
 
 async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:

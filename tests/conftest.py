@@ -32,6 +32,7 @@ async def in_process_serving(  # type: ignore[no-untyped-def]
     client_security=None,
     limits=None,
     tenant_labels=0,
+    health_address="",
     **completion_overrides,
 ) -> AsyncIterator[str]:
     """The real gRPC serving layer on a free loopback port, with the given engine.
@@ -40,7 +41,7 @@ async def in_process_serving(  # type: ignore[no-untyped-def]
     clients on this machine (quill.channel.open_channel, `quill lsp`) find by themselves;
     `client_security` (quill.channel.ClientSecurity): how to reach it when it has TLS;
     `limits` (serving.config.LimitsConfig): the caps (default: `quill serve`'s);
-    `tenant_labels`: `quill serve --metrics-tenant-labels`.
+    `tenant_labels`, `health_address`: `quill serve --metrics-tenant-labels`, `--health-address`.
     """
     from serving.config import (
         CompletionConfig,
@@ -61,6 +62,7 @@ async def in_process_serving(  # type: ignore[no-untyped-def]
         security=security or SecurityConfig(),
         limits=limits or LimitsConfig(),
         metrics_tenant_labels=tenant_labels,
+        health_address=health_address,
     )
     # Synced workspaces go to a temporary directory, never the user's cache.
     data_dir = tempfile.TemporaryDirectory(prefix="quill-serving-data-")

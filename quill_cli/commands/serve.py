@@ -46,6 +46,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="/metrics host:port; empty disables (default %(default)s)",
     )
     p.add_argument(
+        "--health-address",
+        default="",
+        help="host:port of a plain-text port answering gRPC health only (for probes that "
+        "cannot speak TLS); empty: none (default)",
+    )
+    p.add_argument(
         "--dtype",
         default="auto",
         help="vLLM dtype; auto: the model's on GPUs, bfloat16 on CPUs that compute it natively, "
@@ -236,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
         completion=completion,
         address=args.address,
         metrics_address=args.metrics_address,
+        health_address=args.health_address,
         shutdown_grace_s=args.shutdown_grace,
         api_auto_mode=args.api_auto_mode,
         metrics_tenant_labels=args.metrics_tenant_labels,

@@ -135,3 +135,28 @@ async def test_tls_serving_refuses_plain_text_and_unknown_authorities(pki: Pki) 
         async with open_channel(address, good) as channel:
             await quill_pb2_grpc.QuillStub(channel).ReportEvents(pb.ReportEventsRequest())
     assert not engine.requests
+
+
+async def test_the_health_port_answers_probes_in_plain_text_and_nothing_else(pki: Pki) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from quill_cli.launcher import free_port
+
+    health_address = f"127.0.0.1:{free_port()}"
+    serving = in_process_serving(
+        ScriptedEngine(),
+        security=pki.serving(mutual=True),
+        client_security=pki.health_client(),
+        health_address=health_address,
+    )
+    # What a Kubernetes gRPC probe does: plain text, no token, no certificate.
+    async with serving, grpc.aio.insecure_channel(health_address) as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await quill_pb2_grpc.QuillStub(channel).ReportEvents(
+                pb.ReportEventsRequest(), timeout=5
+            )
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
