@@ -18,6 +18,7 @@ identity for the rest of the call: `current_tenant()`.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
@@ -214,32 +215,29 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             self._observe(tenant, name)
         return rewrap(
             handler,
-            unary=lambda behavior: self._as_unary(behavior, tenant, name),
+            unary=lambda behavior: _as_unary(behavior, tenant),
             stream=lambda behavior: self._as_stream(behavior, tenant, name),
         )
-
-    def _as_unary(self, behavior: Callable[..., Any], tenant: str, method: str) -> Any:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            # Each RPC runs in its own task, so the tenant set here is seen by this call only.
-            _TENANT.set(tenant)
-            return await behavior(request, context)
-
-        return wrapped
 
     def _as_stream(self, behavior: Callable[..., Any], tenant: str, method: str) -> Any:
         admit = self._admit
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             _TENANT.set(tenant)
-            if admit is None:
-                async for response in behavior(request, context):
-                    yield response
-                return
-            with admit(tenant, method):
+            with admit(tenant, method) if admit is not None else contextlib.nullcontext():
                 async for response in behavior(request, context):
                     yield response
 
         return wrapped
+
+
+def _as_unary(behavior: Callable[..., Any], tenant: str) -> Any:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # Each RPC runs in its own task, so the tenant set here is seen by this call only.
+        _TENANT.set(tenant)
+        return await behavior(request, context)
+
+    return wrapped
 
 
 def _refuse_unary(message: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
