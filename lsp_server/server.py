@@ -24,6 +24,7 @@ from lsp_server.state import SessionState
 from lsp_server.telemetry import Telemetry
 from lsp_server.validation import strict_converter
 from lsp_server.workspace_identity import relative_path, workspace_id
+from quill.channel import ChannelConfigError, ClientSecurity, client_security
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +83,32 @@ class QuillLanguageServer(LanguageServer):
 
     def serving_client(self) -> ServingClient:
         if self.serving is None:
-            self.serving = ServingClient(self.settings.serving_address, self.notify_user)
+            self.serving = ServingClient(
+                self.settings.serving_address, self.notify_user, self._serving_security()
+            )
         return self.serving
 
     def open_document(self, uri: str) -> TextDocument | None:
         """The open document `uri` names, however the client escaped it (pygls keys its
         documents by the unquoted URI); None if it is not open."""
         return self.workspace.text_documents.get(unquote(uri))
+
+    def _serving_security(self) -> ClientSecurity | None:
+        settings = self.settings
+        try:
+            return client_security(
+                settings.serving_address,
+                token=settings.serving_token,
+                token_file=settings.serving_token_file,
+                tls=settings.serving_tls,
+                ca_file=settings.serving_ca_file,
+                client_cert=settings.serving_client_cert,
+                client_key=settings.serving_client_key,
+            )
+        except ChannelConfigError as error:
+            # Calls go out without a token and get UNAUTHENTICATED; the user is told why.
+            self.notify_user(f"Quill: {error}", True)
+            return ClientSecurity()
 
     def workspace_id(self) -> str:
         return workspace_id(self.workspace.root_uri)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from quill.channel import ClientSecurity, open_channel
 from quill.grpc_metadata import routing_metadata
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
@@ -45,6 +46,14 @@ _MAX_RECONNECT_BACKOFF_MS = 1000
 # Codes that mean serving is not there (or not ready). A DEADLINE_EXCEEDED is one slow
 # request on a busy server, not an outage: that request gets no items and the next one is tried.
 _UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED)
+# Codes that mean serving is there but refuses this client (its token, or a cap): the user is
+# told once until a call succeeds again, and every call is still tried (a token may be added
+# on serving's side at any time).
+_REFUSED_CODES = (
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)
 
 
 @dataclass
@@ -74,23 +83,17 @@ class ServingClient:
         self,
         address: str,
         notify: Callable[[str, bool], None],
+        security: ClientSecurity | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`notify(message, is_error)` tells the user about outages and recoveries."""
+        """`notify(message, is_error)` tells the user about outages and recoveries;
+        `security`: token and TLS (None: the defaults for `address`, quill/channel.py)."""
         self.address = address
         self._notify = notify
         self._clock = clock
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-                # Reconnect quickly once serving is back; the probes below pace the checks.
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
-            ],
-        )
+        self._refused: str | None = None
+        self._channel = self._open_channel(address, security, max_message_bytes)
         self._stub = quill_pb2_grpc.QuillStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._down_reason: str | None = None
@@ -101,6 +104,22 @@ class ServingClient:
         self._request_probe: asyncio.Task[bool] | None = None
         self._request_probe_at = float("-inf")
         self.probes = 0  # health checks sent while down (tests: no hammering)
+
+    @staticmethod
+    def _open_channel(
+        address: str, security: ClientSecurity | None, max_message_bytes: int
+    ) -> grpc.aio.Channel:
+        return open_channel(
+            address,
+            security,
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+                # Reconnect quickly once serving is back; the probes below pace the checks.
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
+            ],
+        )
 
     @property
     def available(self) -> bool:
@@ -130,6 +149,7 @@ class ServingClient:
         try:
             async for response in call:
                 if response.HasField("done"):
+                    self._refused = None
                     return Completion(text=response.done.text, done=response.done)
                 if on_delta is not None:
                     on_delta(response.delta)
@@ -139,6 +159,9 @@ class ServingClient:
             raise
         except grpc.aio.AioRpcError as error:
             if self.note_failure(error):
+                return None
+            if error.code() in _REFUSED_CODES:
+                self._mark_refused(f"{error.code().name}: {error.details()}")
                 return None
             if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 logger.info("completion timed out after %.1f s", timeout_s)
@@ -201,6 +224,12 @@ class ServingClient:
         """Check serving once at start-up so the user hears early if it is not there."""
         if not await self.check_health():
             self._mark_down("not reachable or still loading")
+
+    def _mark_refused(self, reason: str) -> None:
+        if self._refused is None:
+            logger.warning("serving at %s refused a completion (%s)", self.address, reason)
+            self._notify(f"Quill: serving at {self.address} refused this client ({reason}).", True)
+        self._refused = reason
 
     def _mark_down(self, reason: str) -> None:
         if self._down_reason is None:

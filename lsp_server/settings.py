@@ -25,6 +25,16 @@ class Settings:
     serving_address: str = checked_factory(
         envs.serving_address, pattern=r"[\w.\-\[\]:]+:\d+", pattern_name="host:port"
     )
+    # Bearer token for serving, or a file holding it. Neither: QUILL_TOKEN, else (for a serving
+    # on this machine) the local token `quill serve` created (docs/security.md).
+    serving_token: str = checked("", max_chars=4096)
+    serving_token_file: str = checked("", max_chars=4096)
+    # TLS to serving; the CA file ("" : the system's roots) verifies serving's certificate.
+    serving_tls: bool = False
+    serving_ca_file: str = checked("", max_chars=4096)
+    # Mutual TLS: this client's certificate chain and key (PEM files).
+    serving_client_cert: str = checked("", max_chars=4096)
+    serving_client_key: str = checked("", max_chars=4096)
     # "auto" decides single- or multi-line from the cursor; "single"/"multi" force one.
     completion_mode: str = checked("auto", choices=COMPLETION_MODES)
     # 0: the serving layer's default for the mode.

@@ -3,19 +3,41 @@
 Serving never sees the user's paths: the workspace is an opaque id, and files are paths relative
 to the workspace root ('/'-separated). URIs become paths through pygls, which handles percent
 escapes and Windows drive letters.
+
+The id is an HMAC of the root with a key of this user's (quill/local_auth.py): stable across
+sessions and editors of the user, and not computable from a path by anyone else. (Serving keys
+workspaces by tenant as well, so even a known id reaches nothing of another tenant's.)
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
+import logging
+import secrets
 from pathlib import Path
 
 from pygls.uris import to_fs_path, urlparse
 
+from quill import local_auth
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _key() -> bytes:
+    try:
+        return local_auth.workspace_key()
+    except OSError as error:
+        # An unwritable cache folder must not stop completions: ids hold for this session only.
+        logger.warning("no workspace key (%s); workspace ids change with each session", error)
+        return secrets.token_bytes(32)
+
 
 def workspace_id(root_uri: str | None) -> str:
     """A stable opaque id of the workspace root."""
-    return hashlib.sha256((root_uri or "").encode()).hexdigest()[:16]
+    return hmac.new(_key(), (root_uri or "").encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def path_of(uri: str) -> Path | None:

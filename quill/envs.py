@@ -8,6 +8,9 @@
   and header block (default 8 KiB) `quill lsp` reads; larger ones are skipped and refused.
 - QUILL_LSP_BODY_TIMEOUT_S: seconds a partly received message may wait for its next bytes before
   `quill lsp` takes it as cut (default 5).
+- QUILL_TOKEN: one bearer token. `quill serve` accepts it (tenant "default") in place of the
+  local token it would otherwise create; `quill lsp` and the other clients send it when no
+  setting names a token (docs/security.md).
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ def cache_dir() -> Path:
 
 def serving_address() -> str:
     return os.environ.get("QUILL_SERVING_ADDRESS") or DEFAULT_SERVING_ADDRESS
+
+
+def token() -> str:
+    return os.environ.get("QUILL_TOKEN", "").strip()
 
 
 def log_level() -> str:

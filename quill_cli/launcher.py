@@ -16,6 +16,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from quill.channel import ClientSecurity, open_blocking_channel
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -24,10 +26,14 @@ def free_port() -> int:
 
 
 def wait_for_serving(
-    address: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None
+    address: str,
+    timeout_s: float,
+    process: subprocess.Popen[bytes] | None = None,
+    security: ClientSecurity | None = None,
 ) -> None:
+    """Until health says SERVING (health needs no token; `security` gives TLS if serving has it)."""
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
+    with open_blocking_channel(address, security) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
@@ -43,11 +49,21 @@ def wait_for_serving(
 
 
 class ServingProcess:
-    def __init__(self, extra_args: list[str] | None = None, log_path: Path | None = None) -> None:
+    """`quill serve` as users start it: it authenticates clients with the local token it creates
+    (or the --token-file among `extra_args`), which clients on this machine find by themselves
+    (quill/channel.py); `security` is how this launcher reaches it (TLS, when serving has it)."""
+
+    def __init__(
+        self,
+        extra_args: list[str] | None = None,
+        log_path: Path | None = None,
+        security: ClientSecurity | None = None,
+    ) -> None:
         self.address = f"127.0.0.1:{free_port()}"
         self.metrics_address = f"127.0.0.1:{free_port()}"
         self.extra_args = extra_args or []
         self.log_path = log_path
+        self.security = security
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,7 +80,7 @@ class ServingProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=os.environ.copy())
         try:
-            wait_for_serving(self.address, timeout_s, self.process)
+            wait_for_serving(self.address, timeout_s, self.process, self.security)
         except BaseException:
             self.stop()
             raise

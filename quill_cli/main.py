@@ -18,11 +18,12 @@ from quill_cli.commands import (
     repair,
     serve,
     stats,
+    token,
 )
 from quill_cli.config_flags import DeferredFlagsParser
 
 # In the order `quill --help` lists them.
-COMMANDS = (serve, lsp, complete, api_search, model, bench, index, stats, repair)
+COMMANDS = (serve, lsp, token, complete, api_search, model, bench, index, stats, repair)
 
 
 def _configure_logging(level: str) -> None:

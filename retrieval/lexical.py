@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 # Boundaries inside an identifier: lower->Upper, ACRONYMWord, letters<->digits.
@@ -82,19 +82,29 @@ class BM25Index:
         return self.search_tokens(tokenize_code(query), k)
 
     def search_tokens(self, tokens: Iterable[str], k: int) -> list[tuple[int, float]]:
-        count = len(self._lengths)
-        if count == 0 or k <= 0:
-            return []
-        average = self._total_length / count or 1.0
-        scores: dict[int, float] = {}
-        for term in set(tokens):
-            postings = self._postings.get(term)
-            if not postings:
-                continue
-            frequency = len(postings)
-            idf = math.log(1.0 + (count - frequency + 0.5) / (frequency + 0.5))
-            for doc_id, tf in postings.items():
-                norm = self._k1 * (1.0 - self._b + self._b * self._lengths[doc_id] / average)
-                scores[doc_id] = scores.get(doc_id, 0.0) + idf * tf * (self._k1 + 1) / (tf + norm)
-        best = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
-        return best[:k]
+        return search_together([self], tokens, k)
+
+
+def search_together(
+    indices: Sequence[BM25Index], tokens: Iterable[str], k: int
+) -> list[tuple[int, float]]:
+    """BM25 over several indices as if they were one (document count, term frequencies and
+    average length of them all), so their scores compare; ids must not repeat across them."""
+    count = sum(len(index._lengths) for index in indices)
+    if count == 0 or k <= 0:
+        return []
+    average = sum(index._total_length for index in indices) / count or 1.0
+    scores: dict[int, float] = {}
+    for term in set(tokens):
+        lists = [(index, index._postings.get(term)) for index in indices]
+        frequency = sum(len(postings) for _, postings in lists if postings)
+        if not frequency:
+            continue
+        idf = math.log(1.0 + (count - frequency + 0.5) / (frequency + 0.5))
+        for index, postings in lists:
+            k1, b = index._k1, index._b
+            for doc_id, tf in (postings or {}).items():
+                norm = k1 * (1.0 - b + b * index._lengths[doc_id] / average)
+                scores[doc_id] = scores.get(doc_id, 0.0) + idf * tf * (k1 + 1) / (tf + norm)
+    best = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+    return best[:k]

@@ -54,6 +54,7 @@ class _Prompt:
     generation: GenerationRequest
     context_sources: list[pb.ContextSource]
     tools: ToolSession | None
+    tenant: str  # the caller's (serving/auth.py): its workspace and suggestions only
 
     @property
     def multi(self) -> bool:
@@ -108,12 +109,13 @@ class CompletionService:
         self._api_tools = api_tools
 
     async def complete(
-        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext, tenant: str
     ) -> AsyncIterator[pb.CompleteResponse]:
+        """`tenant`: the caller (serving/auth.py); its workspace and suggestions only."""
         started = time.perf_counter()
         _validate(request)
         suggestion_id = uuid.uuid4().hex
-        prompt = await self._render_prompt(request, suggestion_id)
+        prompt = await self._render_prompt(request, suggestion_id, tenant)
         block = BlockCutter(request.prefix, request.suffix, request.language)
         prompt_built = time.perf_counter()
         streamed = _Streamed()
@@ -132,7 +134,7 @@ class CompletionService:
         if len(text) < len(streamed.raw.rstrip()) and streamed.finish_reason != "truncated":
             streamed.finish_reason = "truncated"
         done = time.perf_counter()
-        self._register(suggestion_id, request.language, prompt.mode_name, text)
+        self._register(suggestion_id, prompt, request.language, text)
         timings = _account_stages(
             started, prompt_built, streamed.first_output or decoded, decoded, done, streamed
         )
@@ -141,7 +143,9 @@ class CompletionService:
         )
         yield self._final_message(suggestion_id, text, prompt, streamed, timings)
 
-    async def _render_prompt(self, request: pb.CompleteRequest, suggestion_id: str) -> _Prompt:
+    async def _render_prompt(
+        self, request: pb.CompleteRequest, suggestion_id: str, tenant: str
+    ) -> _Prompt:
         """The engine request: mode, token budget, retrieved and API context, FIM prompt."""
         multi = request.mode == pb.COMPLETION_MODE_MULTI_LINE
         mode = pb.COMPLETION_MODE_MULTI_LINE if multi else pb.COMPLETION_MODE_SINGLE_LINE
@@ -158,10 +162,12 @@ class CompletionService:
         context_sources: list[pb.ContextSource] = []
         preamble: list[int] = []
         if self._workspaces is not None:
-            rendered = await self._workspaces.context_for(request, self._engine.encode, budget)
+            rendered = await self._workspaces.context_for(
+                tenant, request, self._engine.encode, budget
+            )
             preamble = self._engine.encode(rendered.text) if rendered.text else []
             context_sources = rendered.sources
-        tools = self._api_tools.session(request, self._engine) if self._api_tools else None
+        tools = self._api_tools.session(tenant, request, self._engine) if self._api_tools else None
         if tools is not None:
             api = await tools.prompt_context(request.language, self._engine.encode, budget // 4)
             preamble = (self._engine.encode(api.text) if api.text else []) + preamble
@@ -177,7 +183,7 @@ class CompletionService:
             stop=(*self._template.stop, "\n") if stop_in_engine else self._template.stop,
             priority=_MULTI_LINE_PRIORITY if multi else _SINGLE_LINE_PRIORITY,
         )
-        return _Prompt(mode, cut, generation, context_sources, tools)
+        return _Prompt(mode, cut, generation, context_sources, tools, tenant)
 
     async def _stream_and_cut(
         self,
@@ -237,7 +243,8 @@ class CompletionService:
                         # Shown before generation ends (the first line, early): acceptance
                         # events may come for it before the final text is known.
                         self._registry.add(
-                            suggestion_id, new_record(request.language, prompt.mode_name, ready)
+                            suggestion_id,
+                            new_record(prompt.tenant, request.language, prompt.mode_name, ready),
                         )
                     yield pb.CompleteResponse(
                         delta=pb.TextDelta(
@@ -263,13 +270,14 @@ class CompletionService:
             await stream.aclose()  # type: ignore[attr-defined]
             _account_generation(prompt, streamed.tokens, outcome)
 
-    def _register(self, suggestion_id: str, language: str, mode_name: str, text: str) -> None:
+    def _register(self, suggestion_id: str, prompt: _Prompt, language: str, text: str) -> None:
         """Record the suggestion (or its final length), so editors' events can name it."""
-        registered = self._registry.get(suggestion_id)
+        registered = self._registry.get(suggestion_id, prompt.tenant)
         if registered is not None:
             registered.length = len(text)
         elif text:
-            self._registry.add(suggestion_id, new_record(language, mode_name, len(text)))
+            record = new_record(prompt.tenant, language, prompt.mode_name, len(text))
+            self._registry.add(suggestion_id, record)
 
     def _final_message(
         self,

@@ -233,6 +233,77 @@ class RequestLimitsConfig:
     max_typed_languages: int = option(64, help="typed_chars entries in one ReportEvents")
 
 
+def limit_flag(field_name: str) -> str:
+    """The `quill serve` flag of a LimitsConfig field."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _limit(default: float, help_text: str) -> Any:
+    return option(default, help=help_text)
+
+
+@dataclass
+class LimitsConfig:
+    """Caps on what one tenant can make serving hold. Each hit is a RESOURCE_EXHAUSTED whose
+    message names the cap and the flag that raises it; serving goes on serving everyone."""
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            if getattr(self, spec.name) <= 0:
+                raise ValueError(f"{limit_flag(spec.name)} must be positive")
+
+    workspaces_per_tenant: int = _limit(
+        32,
+        "workspaces one tenant keeps on this server; a new one replaces the tenant's least "
+        "recently used one if that has been idle for --workspace-replace-idle-s, else it is "
+        "refused",
+    )
+    workspace_replace_idle_s: float = _limit(
+        3600.0, "idle seconds after which a tenant's workspace may be replaced by a new one"
+    )
+    files_per_workspace: int = _limit(50_000, "files one workspace holds")
+    bytes_per_workspace: int = _limit(
+        512 * 1024 * 1024, "bytes of file content one workspace holds"
+    )
+    packages_per_workspace: int = _limit(100, "API packages one workspace holds")
+    bytes_per_package: int = _limit(
+        1024 * 1024, "bytes of one API package (its serialized entries)"
+    )
+    streams_per_tenant: int = _limit(16, "Complete and Repair streams one tenant has open at once")
+    resident_workspaces: int = _limit(
+        64,
+        "workspaces held in memory (index, API catalog); the least recently used leave first "
+        "and come back from disk when used",
+    )
+    workspace_idle_s: float = _limit(600.0, "seconds unused after which a workspace leaves memory")
+
+
+@dataclass
+class SecurityConfig:
+    """Who may call serving and how the connection is protected (docs/security.md)."""
+
+    token_file: Path | None = option(
+        None,
+        help="bearer tokens, one 'TENANT sha256:HEX' line each (`quill token new`), reloaded when "
+        "it changes; default: QUILL_TOKEN, else the local token in <cache dir>/auth/token, "
+        "created on first start (0600)",
+    )
+    reflection: bool = option(
+        True,
+        help="gRPC server reflection, answered without a token (it only describes the public "
+        ".proto)",
+    )
+    tls_cert: Path | None = option(None, help="TLS certificate chain (PEM); with --tls-key")
+    tls_key: Path | None = option(None, help="TLS private key (PEM)")
+    tls_client_ca: Path | None = option(
+        None, help="mutual TLS: accept only clients whose certificate this CA signed (PEM)"
+    )
+    insecure: bool = option(
+        False,
+        help="listen on a non-loopback address without TLS or without a token file (warned)",
+    )
+
+
 @dataclass
 class ServingConfig:
     engine: EngineConfig = field(metadata={"flag_prefix": ""})
@@ -240,7 +311,9 @@ class ServingConfig:
     retrieval: RetrievalConfig = section(RetrievalConfig, "retrieval-")
     repair: RepairConfig = section(RepairConfig, "repair-")
     api_search: ApiSearchConfig = section(ApiSearchConfig, "api-search-")
-    limits: RequestLimitsConfig = section(RequestLimitsConfig, "")
+    request_limits: RequestLimitsConfig = section(RequestLimitsConfig, "")
+    security: SecurityConfig = section(SecurityConfig, "")
+    limits: LimitsConfig = section(LimitsConfig, "")
     api_auto_mode: str = option(
         "constrain",
         help="API search in completions of models without tool training: constrain (member "
@@ -253,8 +326,18 @@ class ServingConfig:
         help="gRPC host:port; loopback by default: exposing the model to a network is the "
         "operator's explicit choice",
     )
+    health_address: str = option(
+        "",
+        help="host:port of a plain-text port answering gRPC health only (for probes that cannot "
+        "speak TLS); empty: none",
+    )
     metrics_address: str = option(
         envs.DEFAULT_METRICS_ADDRESS, help="host:port of Prometheus /metrics; empty disables it"
+    )
+    metrics_tenant_labels: int = option(
+        0,
+        help="per-tenant series (quill_tenant_*) for the first N tenants, the rest 'other'; 0: "
+        "tenants are never metric labels",
     )
     shutdown_grace_s: float = option(
         5.0, help="seconds in-flight RPCs get to finish on SIGTERM", flag="shutdown-grace"

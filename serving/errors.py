@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from serving import metrics
+from serving.handlers import rewrap
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,15 @@ class ClientTooSlowError(RuntimeError):
     """The client did not send what the call needs in time; maps to DEADLINE_EXCEEDED."""
 
 
+class UnauthenticatedError(PermissionError):
+    """No valid bearer token; maps to UNAUTHENTICATED (the message never says more)."""
+
+
+class ResourceExhaustedError(RuntimeError):
+    """A per-tenant or per-workspace cap was hit; maps to RESOURCE_EXHAUSTED. The message names
+    the cap, its value and the setting that raises it."""
+
+
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, InvalidRequestError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
@@ -33,6 +43,10 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAVAILABLE, str(error)
     if isinstance(error, ClientTooSlowError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(error)
+    if isinstance(error, UnauthenticatedError):
+        return grpc.StatusCode.UNAUTHENTICATED, str(error)
+    if isinstance(error, ResourceExhaustedError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
 
 
@@ -48,25 +62,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method.rsplit("/", 1)[-1]
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(
+            handler,
+            unary=lambda behavior: _wrap_unary(behavior, method),
+            stream=lambda behavior: _wrap_stream(behavior, method),
+        )
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:

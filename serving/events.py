@@ -1,32 +1,37 @@
 """The ReportEvents RPC: turn editor-side events into Prometheus counts, trusting nothing.
 
-Events must name a suggestion serving issued; language and mode come from serving's own record,
-not from the client; character counts are clamped to the suggestion's length; each suggestion is
-counted shown once, accepted at most up to its length, rejected once. Whatever is dropped or
-clamped is counted in quill_events_rejected_total by reason.
+Events must name a suggestion serving issued to the same tenant; language and mode come from
+serving's own record, not from the client; character counts are clamped to the suggestion's
+length; each suggestion is counted shown once, accepted at most up to its length, rejected once.
+Whatever is dropped or clamped is counted in quill_events_rejected_total by reason.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping
 
 from quill.v1 import quill_pb2 as pb
 from serving import metrics
 from serving.suggestions import SuggestionRecord, SuggestionRegistry
+from serving.tenant_metrics import TenantLabels
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_BATCH = 1000
-# More than this many characters typed per language per batch is not typing.
+# More than this many characters typed in one batch, all languages together, is not typing.
 MAX_TYPED_CHARS_PER_BATCH = 100_000
 MAX_UNDELIVERED_PER_BATCH = 1_000_000
 
 
 class EventRecorder:
-    def __init__(self, registry: SuggestionRegistry) -> None:
+    def __init__(self, registry: SuggestionRegistry, tenants: TenantLabels | None = None) -> None:
         self._registry = registry
+        # Per-tenant series, only when the operator opted in.
+        self._tenants = tenants or TenantLabels()
 
-    def record(self, request: pb.ReportEventsRequest) -> pb.ReportEventsResponse:
+    def record(self, tenant: str, request: pb.ReportEventsRequest) -> pb.ReportEventsResponse:
         recorded = rejected = 0
         events = request.events
         if len(events) > MAX_EVENTS_PER_BATCH:
@@ -34,17 +39,17 @@ class EventRecorder:
             rejected += len(events) - MAX_EVENTS_PER_BATCH
             events = events[:MAX_EVENTS_PER_BATCH]
         for event in events:
-            reason = self._apply(event)
+            reason = self._apply(tenant, event)
             if reason is None:
                 recorded += 1
             else:
                 metrics.EVENTS_REJECTED.labels(reason).inc()
                 rejected += 1
-        for language, chars in request.typed_chars.items():
-            if chars > MAX_TYPED_CHARS_PER_BATCH:
-                metrics.EVENTS_REJECTED.labels("clamped").inc()
-                chars = MAX_TYPED_CHARS_PER_BATCH
-            metrics.CHARS_TYPED.labels(metrics.language_label(language)).inc(chars)
+        typed, clamped = bounded_typed_chars(request.typed_chars)
+        if clamped:
+            metrics.EVENTS_REJECTED.labels("clamped").inc()
+        for label, chars in typed.items():
+            metrics.CHARS_TYPED.labels(label).inc(chars)
         if recorded:
             self._registry.touch()
         if request.undelivered_events:
@@ -53,9 +58,9 @@ class EventRecorder:
             )
         return pb.ReportEventsResponse(recorded=recorded, rejected=rejected)
 
-    def _apply(self, event: pb.SuggestionEvent) -> str | None:
+    def _apply(self, tenant: str, event: pb.SuggestionEvent) -> str | None:
         """Count one event; returns the reason it was rejected, or None."""
-        record = self._registry.get(event.suggestion_id)
+        record = self._registry.get(event.suggestion_id, tenant)
         if record is None:
             return "unknown_suggestion"
         labels = (record.language, record.mode)
@@ -86,13 +91,15 @@ class EventRecorder:
                 return "duplicate"
             if not record.shown:  # an accepted suggestion was shown, whatever the client said
                 self._apply(
+                    tenant,
                     pb.SuggestionEvent(
                         suggestion_id=event.suggestion_id, kind=pb.SUGGESTION_EVENT_KIND_SHOWN
-                    )
+                    ),
                 )
             first = record.accepted_chars == 0
             record.accepted_chars = target
             metrics.SUGGESTION_CHARS_ACCEPTED.labels(*labels).inc(added)
+            self._tenants.count_accepted(tenant, added, whole)
             if whole:
                 metrics.SUGGESTIONS_ACCEPTED.labels(*labels).inc()
             elif first:
@@ -107,5 +114,24 @@ class EventRecorder:
         return "unknown_kind"
 
 
-def new_record(language: str, mode: str, length: int) -> SuggestionRecord:
-    return SuggestionRecord(language=metrics.language_label(language), mode=mode, length=length)
+def bounded_typed_chars(typed: Mapping[str, int]) -> tuple[dict[str, int], bool]:
+    """Characters typed per language label, at most MAX_TYPED_CHARS_PER_BATCH in the whole
+    batch, and whether anything was cut. The bound is on the batch, not per key: 5,000 made-up
+    languages at a per-key cap each once added 5x10^8 characters in one request."""
+    per_label: Counter[str] = Counter()
+    for language, chars in typed.items():
+        per_label[metrics.language_label(language)] += max(chars, 0)
+    budget = MAX_TYPED_CHARS_PER_BATCH
+    bounded: dict[str, int] = {}
+    for label, chars in sorted(per_label.items()):
+        taken = min(chars, budget)
+        budget -= taken
+        if taken:
+            bounded[label] = taken
+    return bounded, sum(per_label.values()) > MAX_TYPED_CHARS_PER_BATCH
+
+
+def new_record(tenant: str, language: str, mode: str, length: int) -> SuggestionRecord:
+    return SuggestionRecord(
+        tenant=tenant, language=metrics.language_label(language), mode=mode, length=length
+    )

@@ -37,7 +37,7 @@ class RequestLimits:
 
     def __init__(self, config: ServingConfig) -> None:
         self._config = config
-        self._limits = config.limits
+        self._limits = config.request_limits
         self._checks: dict[type, Callable[[Any], None]] = {
             pb.CompleteRequest: self._complete,
             pb.SyncWorkspaceRequest: self._sync_workspace,

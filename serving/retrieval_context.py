@@ -17,7 +17,8 @@ from quill.v1 import quill_pb2 as pb
 from serving import metrics
 from serving.config import RetrievalConfig
 from serving.context import ContextBlock, RenderedContext, render_context
-from serving.workspaces import WorkspaceRegistry
+from serving.workspace_registry import WorkspaceRegistry
+from serving.workspaces import WorkspaceKey
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +41,17 @@ class PromptRetriever:
 
     async def context_for(
         self,
+        tenant: str,
         request: pb.CompleteRequest,
         encode: Callable[[str], list[int]],
         prompt_budget: int,
     ) -> RenderedContext:
-        """Rendered context for `request` (empty when disabled, unknown workspace or timeout)."""
+        """Rendered context for `request` from the tenant's workspace of the request's id (empty
+        when disabled, no such workspace of this tenant, or timeout)."""
         options = request.context
         if not self._config.enabled or options.disable_retrieval or not request.workspace_id:
             return RenderedContext()
-        workspace = self._workspaces.get(request.workspace_id)
+        workspace = self._workspaces.get(WorkspaceKey(tenant, request.workspace_id))
         if workspace is None:
             return RenderedContext()
         # The document keeps at least half of the prompt.

@@ -17,10 +17,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from quill import envs
+from quill import envs, local_auth
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
-from serving import metrics
+from serving import auth, metrics
 from serving.api_search.service import ApiSearchService, ApiTools
 from serving.api_search.tools import ApiToolsConfig
 from serving.completion import CompletionService
@@ -29,11 +29,14 @@ from serving.engine.base import Engine
 from serving.errors import EngineNotReadyError, ErrorInterceptor
 from serving.events import EventRecorder
 from serving.fim import choose_template
+from serving.limits import StreamLimiter
 from serving.repair.service import RepairService
 from serving.request_limits import RequestLimits
 from serving.retrieval_context import PromptRetriever
 from serving.suggestions import SuggestionRegistry
-from serving.workspaces import registry_from_config
+from serving.tenant_metrics import TenantLabels
+from serving.transport import bind, check_exposure, server_credentials
+from serving.workspace_registry import registry_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +58,13 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self._limits = RequestLimits(config)
         self._completion: CompletionService | None = None
         # Synced workspace files and their retrieval indices (serving/workspaces.py).
-        self._workspaces = registry_from_config(config.retrieval)
+        self._workspaces = registry_from_config(config.retrieval, config.limits)
         # Kept across restarts under the data dir, so events queued by editors while serving
         # was away still find their suggestions (serving/suggestions.py).
         self._suggestions = SuggestionRegistry(path=self._workspaces.data_dir / SUGGESTIONS_FILE)
         self._suggestions.load()
-        self._events = EventRecorder(self._suggestions)
+        self.tenant_labels = TenantLabels(config.metrics_tenant_labels)
+        self._events = EventRecorder(self._suggestions, self.tenant_labels)
         self._repair: RepairService | None = None
         # API catalogs per workspace (serving/api_search/); needs no engine.
         self._api_search = ApiSearchService(
@@ -98,7 +102,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self._limits.check(request)
         if self._completion is None:
             raise EngineNotReadyError("the engine is still loading")
-        async for response in self._completion.complete(request, context):
+        async for response in self._completion.complete(request, context, auth.current_tenant()):
             yield response
 
     async def Repair(  # noqa: N802
@@ -117,14 +121,14 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     ) -> pb.SyncWorkspaceResponse:
         # Needs no engine: editors sync while the model is still loading.
         self._limits.check(request)
-        return await self._workspaces.sync(request)
+        return await self._workspaces.sync(auth.current_tenant(), request)
 
     async def SearchApi(  # noqa: N802
         self, request: pb.SearchApiRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchApiResponse:
         # Needs no engine: the catalog has its own embedding model.
         self._limits.check(request)
-        return await self._api_search.handle(request)
+        return await self._api_search.handle(auth.current_tenant(), request)
 
     async def keep_suggestions_saved(self) -> None:
         """Save the suggestion registry periodically (a background task while serving)."""
@@ -142,7 +146,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self, request: pb.ReportEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportEventsResponse:
         self._limits.check(request)
-        return self._events.record(request)
+        return self._events.record(auth.current_tenant(), request)
 
 
 async def serve(
@@ -160,33 +164,31 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
 
+    tokens = auth.token_store(
+        config.security.token_file,
+        envs.token(),
+        lambda: local_auth.ensure_secret(local_auth.local_token_path()),
+    )
+    operator_tokens = config.security.token_file is not None or bool(envs.token())
+    check_exposure(config.address, config.security, operator_tokens)
+    credentials = server_credentials(config.security)
     health_servicer = health.aio.HealthServicer()
     servicer = QuillServicer(config)
-    server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
-        options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-            # A second server on a busy port must fail, not silently share it.
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    quill_pb2_grpc.add_QuillServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    server = _quill_server(config, servicer, health_servicer, tokens)
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.metrics_address:
         metrics.start_metrics_server(config.metrics_address)
-    try:
-        bound = server.add_insecure_port(config.address)
-    except RuntimeError as error:
-        raise OSError(f"cannot listen on {config.address}: {error}") from error
-    if bound == 0:
-        raise OSError(f"cannot listen on {config.address}")
+    bind(server, config.address, credentials)
+    health_server = _health_server(config.health_address, health_servicer)
     await server.start()
-    logger.info("gRPC listening on %s (NOT_SERVING until the engine is ready)", config.address)
+    if health_server is not None:
+        await health_server.start()
+    logger.info(
+        "gRPC listening on %s%s (NOT_SERVING until the engine is ready); %d tenants",
+        config.address,
+        " with TLS" if credentials is not None else "",
+        len(tokens.tenants),
+    )
 
     engine: Engine | None = None
     saving = asyncio.create_task(servicer.keep_suggestions_saved())
@@ -213,6 +215,8 @@ async def serve(
         metrics.ENGINE_READY.set(0)
         await health_servicer.enter_graceful_shutdown()
         await server.stop(config.shutdown_grace_s)
+        if health_server is not None:
+            await health_server.stop(0)
         await servicer.close()
         if engine is None and loading.done() and not loading.cancelled():
             with contextlib.suppress(BaseException):
@@ -220,6 +224,56 @@ async def serve(
         if engine is not None:
             engine.shutdown()
         logger.info("stopped")
+
+
+def _quill_server(
+    config: ServingConfig,
+    servicer: QuillServicer,
+    health_servicer: health.aio.HealthServicer,
+    tokens: auth.TokenStore,
+) -> grpc.aio.Server:
+    """The gRPC server of the Quill service, health and (when on) reflection, behind the error
+    and auth interceptors."""
+    streams = StreamLimiter(config.limits.streams_per_tenant)
+    open_services = [health.SERVICE_NAME]
+    if config.security.reflection:
+        open_services.append(reflection.SERVICE_NAME)
+    server = grpc.aio.server(
+        # The error interceptor is outermost: it turns the auth interceptor's refusals into
+        # UNAUTHENTICATED and counts them like every other status.
+        interceptors=[
+            ErrorInterceptor(),
+            auth.AuthInterceptor(
+                tokens, open_services, streams.admit, servicer.tenant_labels.count_request
+            ),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            # A second server on a busy port must fail, not silently share it.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    quill_pb2_grpc.add_QuillServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if config.security.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    return server
+
+
+def _health_server(
+    address: str, health_servicer: health.aio.HealthServicer
+) -> grpc.aio.Server | None:
+    """A plain-text port answering health only, for probes that cannot speak TLS (Kubernetes'
+    gRPC probes); None without an address. It serves nothing else, so it needs no token."""
+    if not address:
+        return None
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bind(server, address, None)
+    return server
 
 
 async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:

@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 # events come seconds to minutes after their suggestion: the newest records are what matters.
 PERSISTED_RECORDS = 20_000
 SAVE_INTERVAL_S = 30.0
-_FORMAT_VERSION = 1
+# 2: each record names its tenant (version 1 files, from before tenants, are not loaded).
+_FORMAT_VERSION = 2
+_MAX_TENANT_CHARS = 256
 _MODES = ("single", "multi")
 _MAX_ID_CHARS = 64
 _MAX_LENGTH = 10_000_000
@@ -36,6 +38,7 @@ _MAX_LENGTH = 10_000_000
 
 @dataclass
 class SuggestionRecord:
+    tenant: str  # who was issued it: only their events count
     language: str  # already a bounded metrics label
     mode: str
     length: int
@@ -61,8 +64,10 @@ class SuggestionRegistry:
             self._records.popitem(last=False)
         self._changed = True
 
-    def get(self, suggestion_id: str) -> SuggestionRecord | None:
-        return self._records.get(suggestion_id)
+    def get(self, suggestion_id: str, tenant: str) -> SuggestionRecord | None:
+        """The record if `tenant` was issued that suggestion (another tenant's is None too)."""
+        record = self._records.get(suggestion_id)
+        return record if record is not None and record.tenant == tenant else None
 
     def touch(self) -> None:
         """A record was changed in place (an event counted): the next save writes it."""
@@ -78,7 +83,7 @@ class SuggestionRegistry:
         records change there)."""
         newest = itertools.islice(reversed(self._records.items()), PERSISTED_RECORDS)
         rows = [
-            [sid, r.language, r.mode, r.length, r.shown, r.accepted_chars, r.rejected]
+            [sid, r.tenant, r.language, r.mode, r.length, r.shown, r.accepted_chars, r.rejected]
             for sid, r in newest
         ]
         rows.reverse()
@@ -139,10 +144,12 @@ class SuggestionRegistry:
 def _parse_row(row: Any) -> tuple[str, SuggestionRecord] | None:
     """One saved record, checked field by field; None when anything is off."""
     with contextlib.suppress(TypeError, ValueError):
-        suggestion_id, language, mode, length, shown, accepted, rejected = row
+        suggestion_id, tenant, language, mode, length, shown, accepted, rejected = row
         if not (
             isinstance(suggestion_id, str)
             and 0 < len(suggestion_id) <= _MAX_ID_CHARS
+            and isinstance(tenant, str)
+            and len(tenant) <= _MAX_TENANT_CHARS
             and isinstance(language, str)
             and mode in _MODES
             and type(length) is int
@@ -154,5 +161,6 @@ def _parse_row(row: Any) -> tuple[str, SuggestionRecord] | None:
         ):
             return None
         label = metrics.language_label(language)  # the label set stays bounded
-        return suggestion_id, SuggestionRecord(label, mode, length, shown, accepted, rejected)
+        record = SuggestionRecord(tenant, label, mode, length, shown, accepted, rejected)
+        return suggestion_id, record
     return None

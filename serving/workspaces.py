@@ -6,10 +6,13 @@ and stored, and the response says which contents are still needed. Indexing (chu
 FAISS) runs afterwards in a worker thread, one workspace at a time, so completions never wait
 for it; every response carries the index status for progress.
 
-On disk, per workspace (`data_dir/workspaces/<sha256 of the id>/`):
+Every workspace belongs to a tenant (serving/auth.py): it is keyed by (tenant, the client's
+workspace id), so two tenants' ids never meet, and an id alone reaches nothing.
+
+On disk, per workspace (`data_dir/tenants/<sha256 of the tenant>/<sha256 of the id>/`):
 - `files.json`: path -> content digest, written atomically after each sync;
-- `blobs/<digest>`: file contents, written once each, atomically;
-- `packages.bin`: the ApiPackage messages, length-prefixed, written atomically;
+- `blobs/<digest>`: file contents, written once each, atomically, deleted when no file has them;
+- `packages/`: the ApiPackage messages, one file each (serving/package_store.py);
 - `index/index.quill`: the retrieval index (retrieval/index.py), saved after indexing batches.
 At start the index is compared with `files.json` and whatever differs is indexed again.
 """
@@ -18,33 +21,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
-from quill import envs
 from quill.digest import content_digest
 from quill.v1 import quill_pb2 as pb
-from serving.config import RetrievalConfig
-from serving.errors import InvalidRequestError
+from serving.package_store import PackageInfo, PackageStore, info_of
 
 logger = logging.getLogger(__name__)
 
 MAX_WORKSPACE_ID_CHARS = 512
-DEFAULT_MAX_FILE_BYTES = 1_000_000
-DEFAULT_MAX_FILES = 50_000
 # Files embedded per batch: large enough to amortise the model call, small enough that a save
 # (and a search taking the index lock) comes often.
 _INDEX_BATCH_FILES = 16
 # Save the index at most this often while a long indexing run goes on (and at its end).
 _SAVE_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class WorkspaceKey:
+    """A workspace's identity in serving: whose it is and the client's id for it."""
+
+    tenant: str
+    workspace_id: str
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,21 @@ class _PackagesDiff:
     needed: list[str] = field(default_factory=list)
 
 
+class WorkspaceHost(Protocol):
+    """What a workspace uses of its registry (serving/workspace_registry.py)."""
+
+    max_file_bytes: int
+    max_files: int
+    hnsw_threshold: int
+    indexing_slot: asyncio.Semaphore
+
+    @property
+    def embedder(self) -> Any: ...
+
+    @property
+    def query_embedder(self) -> Any: ...
+
+
 def check_relative_path(path: str) -> str | None:
     """Why `path` is not an acceptable workspace-relative path, or None if it is."""
     if not path or len(path) > 4096:
@@ -91,12 +111,19 @@ def check_relative_path(path: str) -> str | None:
 class Workspace:
     """One workspace's files, packages and index. Created by WorkspaceRegistry."""
 
-    def __init__(self, workspace_id: str, directory: Path, registry: WorkspaceRegistry) -> None:
-        self.workspace_id = workspace_id
+    def __init__(self, key: WorkspaceKey, directory: Path, registry: WorkspaceHost) -> None:
+        self.key = key
         self.directory = directory
         self._registry = registry
         self._files: dict[str, str] = {}  # path -> digest
+        self._blob_sizes: dict[str, int] = {}  # digest -> bytes
+        # Packages in memory are stubs (name, version, digest); entries are read from
+        # `_package_store` when the API catalog asks for them.
         self._packages: dict[str, pb.ApiPackage] = {}
+        self._package_info: dict[str, PackageInfo] = {}
+        self._package_store = PackageStore(directory)
+        # Calls using the workspace now (the registry never unloads it meanwhile).
+        self.leases = 0
         self._skipped = 0
         self._listeners: list[Listener] = []
         self._pending: set[str] = set()
@@ -124,7 +151,20 @@ class Workspace:
             return None
 
     def packages(self) -> dict[str, pb.ApiPackage]:
-        return dict(self._packages)
+        """The packages with their entries, read from disk (blocking)."""
+        found = {name: self._package_store.read(name) for name in list(self._packages)}
+        return {name: package for name, package in found.items() if package is not None}
+
+    def file_sizes(self) -> dict[str, int]:
+        """path -> bytes of every file held."""
+        return {path: self._blob_sizes.get(digest, 0) for path, digest in self._files.items()}
+
+    def digests(self) -> set[str]:
+        """The content digests of the files held."""
+        return set(self._files.values())
+
+    def package_names(self) -> set[str]:
+        return set(self._packages)
 
     def add_listener(self, callback: Listener) -> None:
         self._listeners.append(callback)
@@ -153,7 +193,7 @@ class Workspace:
             files_pending=len(self._pending),
             chunks=index.chunk_count if index is not None else 0,
             files_skipped=self._skipped,
-            api_entries=sum(len(p.entries) for p in self._packages.values()),
+            api_entries=sum(info.entries for info in self._package_info.values()),
         )
 
     async def wait_indexed(self) -> None:
@@ -173,7 +213,7 @@ class Workspace:
             tuple(files.changed), tuple(files.deleted), tuple(packages.changed)
         )
         if change:
-            await asyncio.to_thread(self._persist, files.blobs, bool(change.changed_packages))
+            await asyncio.to_thread(self._persist, files.blobs, list(change.changed_packages))
             self._schedule_indexing(change)
             await self._notify(change)
         return pb.SyncWorkspaceResponse(
@@ -271,23 +311,41 @@ class Workspace:
 
     # ---- persistence of files and packages ----
 
-    def _persist(self, blobs: dict[str, str], packages_changed: bool) -> None:
+    def _persist(self, blobs: dict[str, str], changed_packages: list[str]) -> None:
         from retrieval.persistence import atomic_write
 
         for digest, text in blobs.items():
             target = self.directory / "blobs" / digest
+            data = text.encode("utf-8", "surrogatepass")
             if not target.exists():
-                atomic_write(target, text.encode("utf-8", "surrogatepass"))
+                atomic_write(target, data)
+            self._blob_sizes[digest] = len(data)
         atomic_write(
             self.directory / "files.json",
             json.dumps({"files": self._files}, sort_keys=True).encode("utf-8"),
         )
-        if packages_changed:
-            data = b"".join(
-                struct.pack("<I", len(raw)) + raw
-                for raw in (p.SerializeToString() for p in self._packages.values())
+        self._persist_packages(changed_packages)
+
+    def _persist_packages(self, names: list[str]) -> None:
+        """Write (or delete) only the packages that changed, then keep stubs of them."""
+        gone = [name for name in names if name not in self._packages]
+        self._package_store.delete(gone)
+        for name in gone:
+            self._package_info.pop(name, None)
+        written = [self._packages[name] for name in set(names) - set(gone)]
+        self._package_store.write(written)
+        for package in written:
+            self._package_info[package.name] = info_of(package)
+            self._packages[package.name] = pb.ApiPackage(
+                name=package.name, version=package.version, digest=package.digest
             )
-            atomic_write(self.directory / "packages.bin", data)
+
+    def collect_garbage(self, digests_before: Iterable[str]) -> None:
+        """Delete the blobs of `digests_before` no file holds any more (blocking)."""
+        held = set(self._files.values())
+        for digest in set(digests_before) - held:
+            (self.directory / "blobs" / digest).unlink(missing_ok=True)
+            self._blob_sizes.pop(digest, None)
 
     def _load_state(self) -> None:
         manifest = self.directory / "files.json"
@@ -297,18 +355,16 @@ class Workspace:
                 self._files = {str(k): str(v) for k, v in files.items()}
         except (OSError, ValueError, KeyError, AttributeError) as error:
             logger.warning("ignoring damaged workspace manifest %s: %s", manifest, error)
-        packages = self.directory / "packages.bin"
-        try:
-            if packages.exists():
-                data = packages.read_bytes()
-                offset = 0
-                while offset < len(data):
-                    (length,) = struct.unpack_from("<I", data, offset)
-                    package = pb.ApiPackage.FromString(data[offset + 4 : offset + 4 + length])
-                    self._packages[package.name] = package
-                    offset += 4 + length
-        except (OSError, ValueError, struct.error) as error:
-            logger.warning("ignoring damaged package store %s: %s", packages, error)
+        for digest in set(self._files.values()):
+            try:
+                self._blob_sizes[digest] = (self.directory / "blobs" / digest).stat().st_size
+            except OSError:
+                self._blob_sizes[digest] = 0
+        self._package_info = self._package_store.load()
+        self._packages = {
+            name: pb.ApiPackage(name=name, version=info.version, digest=info.digest)
+            for name, info in self._package_info.items()
+        }
         # Whatever the saved index lacks is found by the indexer once the index is loaded.
         self._pending.update(self._files)
 
@@ -391,99 +447,3 @@ class Workspace:
         index = self._index
         if index is not None and index.dirty:
             await asyncio.to_thread(index.save)
-
-
-class WorkspaceRegistry:
-    """All workspaces of this serving process, and the embedding model they share."""
-
-    def __init__(
-        self,
-        data_dir: Path,
-        embedder_factory: Callable[[], Any],
-        *,
-        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-        max_files: int = DEFAULT_MAX_FILES,
-        hnsw_threshold: int | None = None,
-    ) -> None:
-        from retrieval.vector_index import DEFAULT_HNSW_THRESHOLD
-
-        self.data_dir = data_dir
-        self.max_file_bytes = max_file_bytes
-        self.max_files = max_files
-        self.hnsw_threshold = hnsw_threshold or DEFAULT_HNSW_THRESHOLD
-        self._embedder_factory = embedder_factory
-        self._embedder: Any = None
-        self._query_embedder: Any = None
-        self._embedder_lock = threading.Lock()
-        self._workspaces: dict[str, Workspace] = {}
-        # One workspace indexes at a time: embedding uses every core already.
-        self.indexing_slot = asyncio.Semaphore(1)
-
-    @property
-    def embedder(self) -> Any:
-        """The shared embedding model, loaded on first use (blocking; call from a thread)."""
-        with self._embedder_lock:
-            if self._embedder is None:
-                self._embedder = self._embedder_factory()
-            return self._embedder
-
-    @property
-    def query_embedder(self) -> Any:
-        """A second copy of the model for completion queries, so a query never waits behind an
-        indexing batch holding the first one (blocking on first use; call from a thread)."""
-        with self._embedder_lock:
-            if self._query_embedder is None:
-                self._query_embedder = self._embedder_factory()
-            return self._query_embedder
-
-    def directory_of(self, workspace_id: str) -> Path:
-        # A digest, never the id itself: ids are client-chosen and must not name paths.
-        name = hashlib.sha256(workspace_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return self.data_dir / "workspaces" / name
-
-    def get(self, workspace_id: str) -> Workspace | None:
-        workspace = self._workspaces.get(workspace_id)
-        if workspace is None and workspace_id and self.directory_of(workspace_id).is_dir():
-            workspace = self.get_or_create(workspace_id)  # persisted by an earlier process
-        return workspace
-
-    def get_or_create(self, workspace_id: str) -> Workspace:
-        if not workspace_id or len(workspace_id) > MAX_WORKSPACE_ID_CHARS:
-            raise InvalidRequestError(
-                f"workspace_id must be 1 to {MAX_WORKSPACE_ID_CHARS} characters"
-            )
-        workspace = self._workspaces.get(workspace_id)
-        if workspace is None:
-            directory = self.directory_of(workspace_id)
-            directory.mkdir(parents=True, exist_ok=True)
-            workspace = Workspace(workspace_id, directory, self)
-            self._workspaces[workspace_id] = workspace
-            workspace.start()
-        return workspace
-
-    def workspaces(self) -> Sequence[Workspace]:
-        return list(self._workspaces.values())
-
-    async def sync(self, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
-        return await self.get_or_create(request.workspace_id).apply(request)
-
-    async def close(self) -> None:
-        for workspace in self.workspaces():
-            await workspace.close()
-
-
-def registry_from_config(config: RetrievalConfig) -> WorkspaceRegistry:
-    """The registry `quill serve` uses: data under --data-dir (default <cache dir>/data)."""
-
-    def load_embedder() -> Any:
-        from retrieval.embedding import Embedder
-
-        # One torch thread: next to a busy engine, two made a query embedding p50 3.1 s instead
-        # of 0.37 s (measured under load); an indexing batch is only about 20% slower.
-        return Embedder(config.embedding_model, threads=1)
-
-    return WorkspaceRegistry(
-        config.data_dir or envs.cache_dir() / "data",
-        load_embedder,
-        max_file_bytes=config.max_file_bytes,
-    )

@@ -32,12 +32,32 @@ async def in_process_serving(  # type: ignore[no-untyped-def]
     address: str | None = None,
     data_dir: Path | None = None,
     repair=None,
+    security=None,
+    client_security=None,
+    limits=None,
+    tenant_labels=0,
+    health_address="",
     **completion_overrides,
 ) -> AsyncIterator[str]:
     """The real gRPC serving layer on a loopback port (a free one unless `address` is given),
-    with the given engine; `data_dir` (default: a fresh temporary one) is where it keeps
-    workspaces and its suggestion registry, so a restart on the same one finds them."""
-    from serving.config import CompletionConfig, EngineConfig, RepairConfig, ServingConfig
+    with the given engine.
+
+    `data_dir` (default: a fresh temporary one) is where it keeps workspaces and its suggestion
+    registry, so a restart on the same one finds them; `security`
+    (serving.config.SecurityConfig): default, the local token of this user, which clients on
+    this machine (quill.channel.open_channel, `quill lsp`) find by themselves;
+    `client_security` (quill.channel.ClientSecurity): how to reach it when it has TLS; `limits`
+    (serving.config.LimitsConfig): the caps (default: `quill serve`'s); `tenant_labels`,
+    `health_address`: `quill serve --metrics-tenant-labels`, `--health-address`.
+    """
+    from serving.config import (
+        CompletionConfig,
+        EngineConfig,
+        LimitsConfig,
+        RepairConfig,
+        SecurityConfig,
+        ServingConfig,
+    )
     from serving.server import serve
 
     address = address or f"127.0.0.1:{free_port()}"
@@ -48,6 +68,10 @@ async def in_process_serving(  # type: ignore[no-untyped-def]
         address=address,
         metrics_address="",
         shutdown_grace_s=0.5,
+        security=security or SecurityConfig(),
+        limits=limits or LimitsConfig(),
+        metrics_tenant_labels=tenant_labels,
+        health_address=health_address,
     )
     # Synced workspaces go to a temporary directory, never the user's cache.
     temporary = None
@@ -59,7 +83,7 @@ async def in_process_serving(  # type: ignore[no-untyped-def]
     task = asyncio.create_task(serve(config, lambda: engine, stop=stop))
     from quill_cli.launcher import wait_for_serving
 
-    await asyncio.to_thread(wait_for_serving, address, 20)
+    await asyncio.to_thread(wait_for_serving, address, 20, None, client_security)
     try:
         yield address
     finally:

@@ -176,12 +176,16 @@ class WorkspaceSync:
                 task.cancel()
 
     async def _initial_sync_with_retries(self) -> None:
-        from tenacity import AsyncRetrying, retry_if_exception_type
+        from tenacity import AsyncRetrying, retry_if_exception
+
+        def worth_retrying(error: BaseException) -> bool:
+            # A cap of serving's (too many files, say) stays hit however often it is asked.
+            return isinstance(error, grpc.aio.AioRpcError) and not _over_a_cap(error)
 
         try:
             async for attempt in AsyncRetrying(
                 wait=backoff(_RETRY_MAX_S),
-                retry=retry_if_exception_type(grpc.aio.AioRpcError),
+                retry=retry_if_exception(worth_retrying),
                 before_sleep=_log_retry,
             ):
                 with attempt:
@@ -192,6 +196,10 @@ class WorkspaceSync:
                         await self.sync_all()
                     finally:
                         self._server.state.workspace_synced.set()
+        except grpc.aio.AioRpcError as error:  # only a cap ends the retries
+            self._server.notify_user(
+                f"Quill: serving did not take this workspace: {error.details()}", True
+            )
         except Exception:  # noqa: BLE001 - sync is best effort, never fatal to the server
             logger.exception("workspace sync failed")
 
@@ -383,3 +391,7 @@ def register(server: QuillLanguageServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def on_save(ls: QuillLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
         sync.document_changed(params.text_document.uri, delay_s=0.0)
+
+
+def _over_a_cap(error: grpc.aio.AioRpcError) -> bool:
+    return error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

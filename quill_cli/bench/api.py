@@ -128,10 +128,9 @@ def _complete_body(prefix: str, text: str) -> str:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    import grpc
-
     from lsp_server.api_extraction import package_catalog
     from quill import envs
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2 as pb
     from quill.v1 import quill_pb2_grpc
     from quill_cli.launcher import ServingProcess
@@ -158,7 +157,7 @@ async def _run(args: argparse.Namespace) -> int:
                 )
             names = {e.qualified_name for p in packages for e in p.entries}
             workspace_id = "bench-api-" + hashlib.sha256(folder.encode()).hexdigest()[:8]
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with open_channel(address) as channel:
                 stub = quill_pb2_grpc.QuillStub(channel)
                 await stub.SyncWorkspace(
                     pb.SyncWorkspaceRequest(

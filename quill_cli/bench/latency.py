@@ -158,8 +158,7 @@ async def _measure(
     baseline: Any,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    import grpc
-
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2 as pb
     from quill.v1 import quill_pb2_grpc
     from serving.config import CompletionConfig
@@ -176,7 +175,7 @@ async def _measure(
     paired: dict[str, list[float]] = {"grpc": [], "lsp": [], "lsp_over_baseline": []}
     mismatches: list[str] = []
     tokens_per_prompt: list[int] = []
-    channel = grpc.aio.insecure_channel(address)
+    channel = open_channel(address)
     stub = quill_pb2_grpc.QuillStub(channel)
     bench_file = Path.cwd() / "quill_bench_latency.py"
 

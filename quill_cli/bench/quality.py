@@ -147,8 +147,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _score(tasks: list[Task], mode: str, address: str, concurrency: int) -> dict[str, Any]:
-    import grpc
-
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2 as pb
     from quill.v1 import quill_pb2_grpc
 
@@ -160,7 +159,7 @@ async def _score(tasks: list[Task], mode: str, address: str, concurrency: int) -
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)
 
         async def one(task: Task, executor: ThreadPoolExecutor) -> None:

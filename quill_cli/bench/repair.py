@@ -209,16 +209,15 @@ async def _repair_all(
     settings: _Settings,
     checkpoint: Callable[[dict[str, _ModeFigures], list[dict[str, Any]]], None],
 ) -> tuple[dict[str, _ModeFigures], list[dict[str, Any]]]:
-    import grpc
-
     from lsp_server.repair.jedi_oracle import JediOracle
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2_grpc
 
     figures = {mode: _ModeFigures() for mode in modes}
     details: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="quill-repair-bench-") as root:
         engine = JediOracle(project_root=root, path=Path(root) / "humaneval.py")
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address) as channel:
             stub = quill_pb2_grpc.QuillStub(channel)
             with ThreadPoolExecutor(max_workers=2) as executor:
                 for number, bug in enumerate(bugs):

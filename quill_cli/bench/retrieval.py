@@ -212,14 +212,15 @@ def _faiss(index: Any, embedder: Any, queries: list[str], sizes: list[int]) -> d
 async def _save_to_searchable(embedder: Any, tree: Path, files: int = 12) -> dict[str, Any]:
     from quill.v1 import quill_pb2 as pb
     from quill.workspace_files import walk_workspace
-    from serving.workspaces import WorkspaceRegistry
+    from serving.workspace_registry import WorkspaceRegistry
+    from serving.workspaces import WorkspaceKey
 
     texts = list(walk_workspace(tree))[:files]
     typical = sorted(texts, key=lambda f: len(f.text))[len(texts) // 2]
     samples = []
     with tempfile.TemporaryDirectory() as directory:
         registry = WorkspaceRegistry(Path(directory), lambda: embedder)
-        workspace = registry.get_or_create("bench")
+        workspace = registry.get_or_create(WorkspaceKey("bench", "bench"))
         await workspace.apply(
             pb.SyncWorkspaceRequest(
                 workspace_id="bench",
@@ -316,8 +317,7 @@ def identifiers(text: str) -> list[str]:
 
 
 async def _completions(repo: Path, limit: int, seed: int) -> dict[str, Any]:
-    import grpc
-
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2 as pb
     from quill.v1 import quill_pb2_grpc
     from quill.workspace_files import walk_workspace
@@ -331,7 +331,7 @@ async def _completions(repo: Path, limit: int, seed: int) -> dict[str, Any]:
         serving = ServingProcess(extra_args=["--data-dir", directory])
         serving.start(timeout_s=900)
         try:
-            async with grpc.aio.insecure_channel(serving.address) as channel:
+            async with open_channel(serving.address) as channel:
                 stub = quill_pb2_grpc.QuillStub(channel)
                 started = time.perf_counter()
                 for start in range(0, len(files), 32):

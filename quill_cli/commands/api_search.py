@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from quill_cli.serving_args import add_serving_arguments, serving_options
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="workspace root to sync and search (default: the standard library only)",
     )
     p.add_argument("--limit", type=int, default=10)
-    p.add_argument("--address", default=None, help="serving host:port")
+    add_serving_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="also write the hits here")
     p.set_defaults(func=run)
 
@@ -36,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s is not a folder", args.workspace)
         return 2
     options: dict[str, Any] = {"retrieval": args.workspace is not None}
-    if args.address:
-        options["servingAddress"] = args.address
+    options.update(serving_options(args))
 
     async def search() -> dict[str, Any]:
         import tempfile

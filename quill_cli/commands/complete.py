@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from quill_cli.serving_args import add_serving_arguments, serving_options
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "location", type=_parse_location, metavar="FILE:LINE:COL", help="1-based line and column"
     )
-    p.add_argument("--address", default=None, help="serving host:port")
+    add_serving_arguments(p)
     p.add_argument("--mode", choices=("auto", "single", "multi"), default="auto")
     p.add_argument(
         "--root", type=Path, default=None, help="workspace root (default: current folder)"
@@ -59,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         # brings; editors keep the workspace synced instead.
         "retrieval": args.retrieval,
     }
-    if args.address:
-        options["servingAddress"] = args.address
+    options.update(serving_options(args))
 
     async def run() -> int:
         client = StdioLanguageClient(args.root or Path.cwd(), options)

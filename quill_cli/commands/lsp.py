@@ -48,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=envs.lsp_body_timeout_s(),
         help="a message whose bytes stop coming for this long is taken as cut (default 5)",
     )
+    p.add_argument(
+        "--token-file",
+        default=None,
+        help="file holding the bearer token for serving (overrides initializationOptions; "
+        "default: QUILL_TOKEN, else the local token for a serving on this machine)",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
         body_timeout_s=args.body_timeout_s,
     )
     server = create_server()
-    if args.address:
-        server.settings.serving_address = args.address
-        server.pinned_settings["serving_address"] = args.address
+    # Given on the command line, these win over the editor's initializationOptions.
+    for name, value in (("serving_address", args.address), ("serving_token_file", args.token_file)):
+        if value:
+            setattr(server.settings, name, value)
+            server.pinned_settings[name] = value
     rate_limit = log_limit.install(logging.getLevelName(logging.getLogger().level))
     try:
         code = serve_stdio(server.protocol, limits)

@@ -18,6 +18,8 @@ from typing import Any
 
 from pygls.exceptions import JsonRpcException
 
+from quill_cli.serving_args import add_serving_arguments, serving_options
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--unguided", action="store_true", help="decode without the completion engine (baseline)"
     )
     p.add_argument("--hint", default="", help="failing test output or error message for the model")
-    p.add_argument("--address", default=None, help="serving host:port")
+    add_serving_arguments(p)
     p.add_argument(
         "--root", type=Path, default=None, help="workspace root (default: current folder)"
     )
@@ -130,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
         # Repair does not use retrieval: do not upload the folder for one command.
         "retrieval": False,
     }
-    if args.address:
-        options["servingAddress"] = args.address
+    options.update(serving_options(args))
     if args.python:
         options["pythonPath"] = args.python
     root = (args.root or Path.cwd()).resolve()

@@ -53,20 +53,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    envs.force_offline()
+def _config(args: argparse.Namespace, model: str, bundled: bool) -> Any:
     from serving.config import ServingConfig
-    from serving.fim import choose_template
-    from serving.model_store import DEFAULT_MODEL, ModelNotFoundError, resolve_model
+    from serving.model_store import DEFAULT_MODEL
 
-    try:
-        model = resolve_model(args.model)
-        choose_template(getattr(args, "completion.fim_template"), model)
-    except (ModelNotFoundError, ValueError) as error:
-        logger.error("%s", error)
-        return 2
-    bundled = args.model in (None, DEFAULT_MODEL)
-    config = config_from_flags(
+    return config_from_flags(
         ServingConfig,
         args,
         {
@@ -77,12 +68,32 @@ def run(args: argparse.Namespace) -> int:
             "engine.extra_engine_args": dict(args.engine_arg),
         },
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    envs.force_offline()
+    from serving.fim import choose_template
+    from serving.model_store import DEFAULT_MODEL, ModelNotFoundError, resolve_model
+
+    try:
+        model = resolve_model(args.model)
+        choose_template(getattr(args, "completion.fim_template"), model)
+    except (ModelNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
+    bundled = args.model in (None, DEFAULT_MODEL)
+    try:
+        config = _config(args, model, bundled)
+    except ValueError as error:  # a cap that is not positive, say
+        logger.error("%s", error)
+        return 2
+    from serving.auth import TokenFileError
     from serving.engine.vllm_engine import VllmEngine
     from serving.server import serve
 
     try:
         asyncio.run(serve(config, lambda: VllmEngine.start(config.engine)))
-    except OSError as error:
+    except (OSError, TokenFileError) as error:
         logger.error("%s", error)
         return 1
     gc.collect()  # finalize engine objects before interpreter teardown

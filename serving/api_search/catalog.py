@@ -1,25 +1,48 @@
 """One workspace's API catalog: its own definitions, the packages it imports, the stdlib.
 
 Built from the synced workspace (serving/workspaces.py) and kept current by its change
-listener: a changed file or package replaces only its own entries.
+listener: a changed file or package replaces only its own entries. The standard library's part
+is one index per process (StdlibLayer), searched together with the workspace's own entries and
+never copied into it: a catalog costs only what the workspace adds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from quill import python_api
 from quill.v1 import quill_pb2 as pb
-from serving.api_search.index import ApiIndex, Encode, ScoredEntry, entry_text
+from serving.api_search.index import ApiIndex, Encode, ScoredEntry, entry_text, search_layers
 
 logger = logging.getLogger(__name__)
 
 MAX_ENTRIES_PER_FILE = 500
+# Ids of a workspace's own entries start here, apart from the standard library's.
+_WORKSPACE_FIRST_ID = 1 << 40
+
+
+class StdlibLayer:
+    """The standard library's entries, indexed once and shared (read-only) by every catalog."""
+
+    def __init__(self, entries: Sequence[pb.ApiEntry], vectors: np.ndarray, dimension: int):
+        self.index = ApiIndex(dimension)
+        self.index.add(list(entries), vectors)
+        self.names = frozenset(e.qualified_name for e in entries)
+        self.members = _members_of(self.names)
+
+
+def _members_of(names: Iterable[str]) -> dict[str, list[str]]:
+    members: dict[str, list[str]] = {}
+    for name in names:
+        parent, _, member = name.rpartition(".")
+        if parent:
+            members.setdefault(parent, []).append(member)
+    return members
 
 
 class SyncedWorkspace(Protocol):
@@ -57,14 +80,13 @@ def workspace_entries(path: str, text: str) -> list[pb.ApiEntry]:
 
 
 class WorkspaceCatalog:
-    """The searchable catalog of one workspace (stdlib vectors are shared, not re-embedded)."""
+    """The searchable catalog of one workspace: its own entries in `index`, the standard
+    library's in the shared `stdlib` layer."""
 
-    def __init__(
-        self, encode: Encode, dimension: int, stdlib: tuple[Sequence[pb.ApiEntry], np.ndarray]
-    ) -> None:
+    def __init__(self, encode: Encode, dimension: int, stdlib: StdlibLayer) -> None:
         self._encode = encode
-        self.index = ApiIndex(dimension)
-        self.index.add(list(stdlib[0]), stdlib[1])
+        self._stdlib = stdlib
+        self.index = ApiIndex(dimension, first_id=_WORKSPACE_FIRST_ID)
         self._by_path: dict[str, list[int]] = {}
         self._by_package: dict[str, tuple[str, list[int]]] = {}
         self._names: set[str] | None = None
@@ -137,7 +159,7 @@ class WorkspaceCatalog:
                 for path in workspace.paths():
                     if path.endswith(".py"):
                         await asyncio.to_thread(self.set_file, path, workspace.file_text(path))
-                await self._set_packages_async(workspace.packages())
+                await self._set_packages_async(await asyncio.to_thread(workspace.packages))
             except Exception:  # noqa: BLE001 - a failed load leaves the stdlib part working
                 logger.exception("loading the workspace's API entries failed")
 
@@ -150,24 +172,24 @@ class WorkspaceCatalog:
                 if path.endswith(".py"):
                     await asyncio.to_thread(self.set_file, path, workspace.file_text(path))
             if change.changed_packages:
-                await self._set_packages_async(workspace.packages())
+                await self._set_packages_async(await asyncio.to_thread(workspace.packages))
 
     def search(self, query: str, query_vector: np.ndarray | None, k: int) -> list[ScoredEntry]:
-        return self.index.search(query, query_vector, k)
+        return search_layers([self._stdlib.index, self.index], query, query_vector, k)
 
     def members(self, qualified: str) -> list[str]:
         """Names directly under a module or class, e.g. members("json") -> ["dumps", ...]."""
         if self._members is None:
-            members: dict[str, list[str]] = {}
-            for name in self.names():
-                parent, _, member = name.rpartition(".")
-                if parent:
-                    members.setdefault(parent, []).append(member)
-            self._members = members
-        return self._members.get(qualified, [])
+            self._members = _members_of(self._own_names())
+        own = self._members.get(qualified, [])
+        shared = self._stdlib.members.get(qualified, [])
+        return shared + [m for m in own if m not in shared] if own else shared
 
     def names(self) -> set[str]:
         """Every qualified name in the catalog (for existence checks)."""
+        return set(self._stdlib.names) | self._own_names()
+
+    def _own_names(self) -> set[str]:
         if self._names is None:
             self._names = {e.qualified_name for e in self.index.entries()}
         return self._names

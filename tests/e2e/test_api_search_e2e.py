@@ -10,8 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
-
+from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from quill_cli.launcher import ServingProcess
@@ -39,7 +38,7 @@ def _digest(text: str) -> str:
 
 
 async def _complete(address: str) -> pb.CompletionDone:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)
         await stub.SyncWorkspace(
             pb.SyncWorkspaceRequest(

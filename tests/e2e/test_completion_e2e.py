@@ -14,6 +14,7 @@ import pytest
 import pytest_lsp
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from quill_cli.launcher import ServingProcess
@@ -121,7 +122,7 @@ async def test_cancel_mid_stream_stops_generation_in_the_engine(
         limits=pb.CompletionLimits(max_tokens=160),
     )
     generated = "vllm:generation_tokens_total"
-    async with grpc.aio.insecure_channel(real_serving.address) as channel:
+    async with open_channel(real_serving.address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)
         # Uncancelled, the same request generates many tokens.
         before = _metric(real_serving.metrics_url, generated)
@@ -157,7 +158,7 @@ async def test_cancel_mid_stream_stops_generation_in_the_engine(
 
 
 async def test_invalid_argument_from_the_real_server(real_serving: ServingProcess) -> None:
-    async with grpc.aio.insecure_channel(real_serving.address) as channel:
+    async with open_channel(real_serving.address) as channel:
         call = quill_pb2_grpc.QuillStub(channel).Complete(
             pb.CompleteRequest(prefix="x", limits=pb.CompletionLimits(max_tokens=100_000))
         )

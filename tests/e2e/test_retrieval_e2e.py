@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import grpc
 import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from quill_cli.launcher import ServingProcess
@@ -44,7 +44,7 @@ async def test_completion_prompt_carries_a_definition_from_another_file(
         mode=pb.COMPLETION_MODE_SINGLE_LINE,
         context=pb.ContextOptions(disable_api_search=True),
     )
-    async with grpc.aio.insecure_channel(real_serving.address) as channel:
+    async with open_channel(real_serving.address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)
         for _ in range(600):  # the language server syncs in the background; serving indexes
             status = (

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from quill import envs
 from tests.conftest import ROOT
 
 NVIM = Path(sys.executable).parent / "nvim"
@@ -33,6 +34,9 @@ def run_nvim(tmp_path: Path, scenario: str, setup: dict[str, Any], files: list[P
     env["QUILL_NVIM_PARAMS"] = json.dumps(params)
     for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
         env[name] = str(tmp_path / name.lower())
+    # Neovim's own folders are throwaway, Quill's cache is the user's: the language server finds
+    # the local token there, as it does for a user whose serving runs on the same machine.
+    env["QUILL_CACHE_DIR"] = str(envs.cache_dir())
     argv = [str(NVIM), "--headless", "--clean", "-u", str(DRIVER)]
     # Its own session, so a timeout kills nvim and the language server it started.
     process = subprocess.Popen(

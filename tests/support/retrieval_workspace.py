@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from lsprotocol import types
 from pytest_lsp import LanguageClient
+
+from lsp_server import workspace_identity as identity
 
 BILLING = '''def compute_invoice_total(items, tax_rate):
     """Sum of prices plus tax."""
@@ -28,8 +29,8 @@ def write_workspace(root: Path, main: str) -> None:
 
 
 def workspace_id(root: Path) -> str:
-    """The id the language server derives from the root (lsp_server.features.inline_completion)."""
-    return hashlib.sha256(root.as_uri().encode()).hexdigest()[:16]
+    """The id a language server of this user derives from the root (same per-user key)."""
+    return identity.workspace_id(root.as_uri())
 
 
 async def initialize_in(

@@ -13,6 +13,8 @@ export interface QuillSettings {
   serverCommand: string[];
   /** host:port of `quill serve`; empty means the server's default. */
   serverAddress: string;
+  /** Connection to serving: token, token file, TLS and mutual TLS (docs/security.md). */
+  connection: ServingConnection;
   debounceMs: number;
   completionMode: CompletionMode;
   maxTokens: number;
@@ -22,9 +24,30 @@ export interface QuillSettings {
   trace: TraceLevel;
 }
 
+/** Passed through as the language server's `serving*` settings; empty strings are not sent. */
+export interface ServingConnection {
+  token: string;
+  tokenFile: string;
+  tls: boolean;
+  caFile: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+/** Setting key under `quill.` -> the language server's initializationOptions key. */
+const CONNECTION_KEYS: Record<keyof ServingConnection, [string, string]> = {
+  token: ['server.token', 'servingToken'],
+  tokenFile: ['server.tokenFile', 'servingTokenFile'],
+  tls: ['server.tls', 'servingTls'],
+  caFile: ['server.caFile', 'servingCaFile'],
+  clientCert: ['server.clientCert', 'servingClientCert'],
+  clientKey: ['server.clientKey', 'servingClientKey'],
+};
+
 export const DEFAULTS: QuillSettings = {
   serverCommand: ['quill', 'lsp'],
   serverAddress: '',
+  connection: { token: '', tokenFile: '', tls: false, caFile: '', clientCert: '', clientKey: '' },
   debounceMs: 75,
   completionMode: 'auto',
   maxTokens: 0,
@@ -39,7 +62,11 @@ export type SettingReader = (key: string) => unknown;
 /** Settings from raw values; a bad value keeps its default and is listed in `problems`. */
 export function parseSettings(read: SettingReader): { settings: QuillSettings; problems: string[] } {
   const problems: string[] = [];
-  const settings: QuillSettings = { ...DEFAULTS, enable: { ...DEFAULTS.enable } };
+  const settings: QuillSettings = {
+    ...DEFAULTS,
+    enable: { ...DEFAULTS.enable },
+    connection: readConnection(read, problems),
+  };
 
   const command = read('server.command');
   if (command !== undefined && command !== null) {
@@ -119,6 +146,28 @@ export function parseSettings(read: SettingReader): { settings: QuillSettings; p
   return { settings, problems };
 }
 
+function readConnection(read: SettingReader, problems: string[]): ServingConnection {
+  const connection: ServingConnection = { ...DEFAULTS.connection };
+  for (const [field, [key]] of Object.entries(CONNECTION_KEYS) as [
+    keyof ServingConnection,
+    [string, string],
+  ][]) {
+    const value = read(key);
+    if (value === undefined || value === null) {
+      continue;
+    }
+    const fallback = DEFAULTS.connection[field];
+    if (typeof value !== typeof fallback) {
+      problems.push(`quill.${key} must be a ${typeof fallback}`);
+    } else if (typeof value === 'string') {
+      (connection[field] as string) = value.trim();
+    } else {
+      (connection[field] as boolean) = value as boolean;
+    }
+  }
+  return connection;
+}
+
 function readNumber(
   read: SettingReader,
   key: string,
@@ -169,6 +218,15 @@ export function initializationOptions(settings: QuillSettings): Record<string, u
   if (settings.serverAddress !== '') {
     options.servingAddress = settings.serverAddress;
   }
+  for (const [field, [, option]] of Object.entries(CONNECTION_KEYS) as [
+    keyof ServingConnection,
+    [string, string],
+  ][]) {
+    const value = settings.connection[field];
+    if (value !== '' && value !== false) {
+      options[option] = value;
+    }
+  }
   return options;
 }
 
@@ -176,6 +234,7 @@ export function initializationOptions(settings: QuillSettings): Record<string, u
 export const RESTART_KEYS = [
   'server.command',
   'server.address',
+  ...Object.values(CONNECTION_KEYS).map(([key]) => key),
   'completionMode',
   'maxTokens',
   'requestTimeoutS',

@@ -133,6 +133,34 @@ describe('initializationOptions', () => {
     const withAddress = initializationOptions({ ...DEFAULTS, serverAddress: '127.0.0.1:1' });
     assert.equal(withAddress.servingAddress, '127.0.0.1:1');
   });
+
+  it('passes the connection settings through as serving* keys', () => {
+    const { settings, problems } = parseSettings(
+      reader({
+        'server.tokenFile': ' /home/a/.quill-token ',
+        'server.tls': true,
+        'server.caFile': '/etc/quill/ca.pem',
+        'server.clientCert': '/home/a/client.pem',
+        'server.clientKey': '/home/a/client-key.pem',
+      }),
+    );
+    assert.deepEqual(problems, []);
+    const options = initializationOptions(settings);
+    assert.equal(options.servingTokenFile, '/home/a/.quill-token');
+    assert.equal(options.servingTls, true);
+    assert.equal(options.servingCaFile, '/etc/quill/ca.pem');
+    assert.equal(options.servingClientCert, '/home/a/client.pem');
+    assert.equal(options.servingClientKey, '/home/a/client-key.pem');
+    assert.equal('servingToken' in options, false);
+  });
+
+  it('reports connection settings of the wrong type', () => {
+    const { settings, problems } = parseSettings(
+      reader({ 'server.tls': 'yes', 'server.token': 42 }),
+    );
+    assert.deepEqual(settings.connection, DEFAULTS.connection);
+    assert.deepEqual(problems, ['quill.server.token must be a string', 'quill.server.tls must be a boolean']);
+  });
 });
 
 describe('Debouncer', () => {

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from retrieval.fusion import reciprocal_rank_fusion
-from retrieval.lexical import BM25Index, tokenize_code
+from retrieval.lexical import BM25Index, search_together, tokenize_code
 
 
 def test_tokenize_splits_snake_and_camel_case_and_keeps_whole_names() -> None:
@@ -38,3 +38,20 @@ def test_rrf_rewards_agreement_between_rankings() -> None:
     assert [item for item, _ in fused] == [1, 3, 2, 4]
     assert fused[0][1] == 1 / 61 + 1 / 62
     assert reciprocal_rank_fusion([]) == []
+
+
+def test_indices_searched_together_score_as_one() -> None:
+    documents = {
+        1: "def compute_invoice_total(items, tax_rate)",
+        2: "class InvoiceLedger: post entries",
+        3: "def parse_http_response(raw)",
+        4: "total = sum(prices)",
+        5: "def read_csv(path)",
+    }
+    whole, first, second = BM25Index(), BM25Index(), BM25Index()
+    for doc_id, text in documents.items():
+        whole.add(doc_id, text)
+        (first if doc_id <= 2 else second).add(doc_id, text)
+    for query in ("invoice total", "http response", "csv"):
+        tokens = tokenize_code(query)
+        assert search_together([first, second], tokens, 5) == whole.search(query, 5), query

@@ -8,6 +8,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from tests.conftest import in_process_serving
@@ -28,7 +29,7 @@ async def test_single_line_streams_deltas_then_final_message() -> None:
     # The prompt ends before the newline and indentation of the blank cursor line; the model
     # writes them, and the line ends at the next newline.
     engine = ScriptedEngine(chunks=["\n  ", "  return", " a", " +", " b", "\nprint(1)", "x"])
-    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+    async with in_process_serving(engine) as address, open_channel(address) as channel:
         deltas, done = await _collect(
             quill_pb2_grpc.QuillStub(channel),
             pb.CompleteRequest(prefix="def add(a, b):\n    ", mode=pb.COMPLETION_MODE_SINGLE_LINE),
@@ -50,7 +51,7 @@ async def test_single_line_streams_deltas_then_final_message() -> None:
 
 async def test_blank_line_output_not_at_cursor_column_gives_no_suggestion() -> None:
     engine = ScriptedEngine(chunks=["\n", "print(", "1)\n"] + ["x"] * 20)
-    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+    async with in_process_serving(engine) as address, open_channel(address) as channel:
         _, done = await _collect(
             quill_pb2_grpc.QuillStub(channel),
             pb.CompleteRequest(prefix="def f():\n    ", mode=pb.COMPLETION_MODE_MULTI_LINE),
@@ -62,7 +63,7 @@ async def test_blank_line_output_not_at_cursor_column_gives_no_suggestion() -> N
 
 async def test_single_line_mid_statement_stops_in_the_engine() -> None:
     engine = ScriptedEngine(chunks=["b", "\nprint(1)"])
-    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+    async with in_process_serving(engine) as address, open_channel(address) as channel:
         _, done = await _collect(
             quill_pb2_grpc.QuillStub(channel),
             pb.CompleteRequest(prefix="    return a + ", mode=pb.COMPLETION_MODE_SINGLE_LINE),
@@ -73,7 +74,7 @@ async def test_single_line_mid_statement_stops_in_the_engine() -> None:
 
 async def test_single_line_drops_tail_already_after_cursor() -> None:
     engine = ScriptedEngine(chunks=["a, b", ")"])
-    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+    async with in_process_serving(engine) as address, open_channel(address) as channel:
         _, done = await _collect(
             quill_pb2_grpc.QuillStub(channel),
             pb.CompleteRequest(prefix="print(", suffix=")\n", mode=pb.COMPLETION_MODE_SINGLE_LINE),
@@ -92,7 +93,7 @@ async def test_multi_line_stops_generation_at_block_end() -> None:
     ]
     chunks += ["    pass\n"] * 20
     engine = ScriptedEngine(chunks=chunks)
-    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+    async with in_process_serving(engine) as address, open_channel(address) as channel:
         deltas, done = await _collect(
             quill_pb2_grpc.QuillStub(channel),
             pb.CompleteRequest(prefix="def f(n):", mode=pb.COMPLETION_MODE_MULTI_LINE),
@@ -118,7 +119,7 @@ async def test_multi_line_stops_generation_at_block_end() -> None:
 )
 async def test_invalid_arguments_get_invalid_argument(request_fields, message) -> None:  # type: ignore[no-untyped-def]
     serving = in_process_serving(ScriptedEngine(), max_context_chars=1000)
-    async with serving as address, grpc.aio.insecure_channel(address) as channel:
+    async with serving as address, open_channel(address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await _collect(quill_pb2_grpc.QuillStub(channel), pb.CompleteRequest(**request_fields))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -127,7 +128,7 @@ async def test_invalid_arguments_get_invalid_argument(request_fields, message) -
 
 async def test_client_cancellation_aborts_the_engine_request() -> None:
     engine = ScriptedEngine(chunks=["x"] * 200, step_delay_s=0.02)
-    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+    async with in_process_serving(engine) as address, open_channel(address) as channel:
         call = quill_pb2_grpc.QuillStub(channel).Complete(
             pb.CompleteRequest(
                 prefix="s = '",
@@ -154,7 +155,7 @@ async def test_health_and_reflection() -> None:
 
     async with (
         in_process_serving(ScriptedEngine()) as address,
-        grpc.aio.insecure_channel(address) as channel,
+        open_channel(address) as channel,
     ):
         health = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service="quill.v1.Quill")
@@ -189,7 +190,7 @@ async def test_not_serving_until_engine_loads() -> None:
     config = ServingConfig(engine=EngineConfig(model="x"), address=address, metrics_address="")
     task = asyncio.create_task(serve(config, slow_engine, stop=stop))
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for _ in range(50):
                 try:

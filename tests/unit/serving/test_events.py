@@ -10,7 +10,12 @@ from prometheus_client import REGISTRY
 
 from lsp_server.telemetry import Telemetry
 from quill.v1 import quill_pb2 as pb
-from serving.events import MAX_EVENTS_PER_BATCH, EventRecorder, new_record
+from serving.events import (
+    MAX_EVENTS_PER_BATCH,
+    MAX_TYPED_CHARS_PER_BATCH,
+    EventRecorder,
+    new_record,
+)
 from serving.suggestions import SuggestionRegistry
 
 
@@ -22,6 +27,7 @@ def event(suggestion_id: str, kind: int, chars: int = 0) -> pb.SuggestionEvent:
     return pb.SuggestionEvent(suggestion_id=suggestion_id, kind=kind, chars=chars)
 
 
+TENANT = "alice"
 SHOWN = pb.SUGGESTION_EVENT_KIND_SHOWN
 ACCEPTED = pb.SUGGESTION_EVENT_KIND_ACCEPTED
 PARTIAL = pb.SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED
@@ -33,7 +39,7 @@ def recorder_and_ids():  # type: ignore[no-untyped-def]
     registry = SuggestionRegistry()
     ids = [uuid.uuid4().hex for _ in range(3)]
     for suggestion_id in ids:
-        registry.add(suggestion_id, new_record("lua", "multi", 10))
+        registry.add(suggestion_id, new_record(TENANT, "lua", "multi", 10))
     return EventRecorder(registry), ids
 
 
@@ -45,6 +51,7 @@ def test_shown_and_accepted_are_counted_by_serving_labels(recorder_and_ids) -> N
         "quill_suggestions_partially_accepted_total", "quill_suggestion_chars_shown_total",
     )}  # fmt: skip
     response = recorder.record(
+        TENANT,
         pb.ReportEventsRequest(
             events=[
                 event(a, SHOWN), event(a, ACCEPTED, 10),
@@ -72,6 +79,7 @@ def test_forged_and_repeated_events_are_rejected_and_counted(recorder_and_ids) -
     duplicate = value("quill_events_rejected_total", reason="duplicate")
     chars = value("quill_suggestion_chars_accepted_total", language="lua", mode="multi")
     response = recorder.record(
+        TENANT,
         pb.ReportEventsRequest(
             events=[
                 event("forged", ACCEPTED, 1000),
@@ -96,11 +104,12 @@ def test_floods_huge_counts_and_made_up_languages_are_bounded(recorder_and_ids) 
     flood = value("quill_events_rejected_total", reason="flood")
     other = value("quill_chars_typed_total", language="other")
     response = recorder.record(
+        TENANT,
         pb.ReportEventsRequest(
             events=[event("x", SHOWN)] * (MAX_EVENTS_PER_BATCH + 5),
             typed_chars={"klingon-" + uuid.uuid4().hex: 10**12},
             undelivered_events=3,
-        )
+        ),
     )
     assert response.rejected == MAX_EVENTS_PER_BATCH + 5
     assert value("quill_events_rejected_total", reason="flood") == flood + 5
@@ -112,8 +121,9 @@ def test_floods_huge_counts_and_made_up_languages_are_bounded(recorder_and_ids) 
 def test_registry_is_bounded() -> None:
     registry = SuggestionRegistry(capacity=2)
     for name in "abc":
-        registry.add(name, new_record("python", "single", 1))
-    assert len(registry) == 2 and registry.get("a") is None and registry.get("c") is not None
+        registry.add(name, new_record(TENANT, "python", "single", 1))
+    assert len(registry) == 2 and registry.get("a", TENANT) is None
+    assert registry.get("c", TENANT) is not None
 
 
 async def test_telemetry_batches_supersedes_and_retries() -> None:
@@ -164,3 +174,84 @@ async def test_a_batch_serving_did_not_take_is_sent_again_without_a_new_event() 
         await asyncio.sleep(0.01)
     assert [e.suggestion_id for e in sent[0].events] == ["s1"]
     assert answers == []  # two failed deliveries, then the third took it
+
+
+def _typed_total() -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "quill_chars_typed"
+        for sample in metric.samples
+        if sample.name == "quill_chars_typed_total"
+    )
+
+
+def test_typed_characters_are_bounded_per_batch_across_all_languages(recorder_and_ids) -> None:  # type: ignore[no-untyped-def]
+    recorder, _ = recorder_and_ids
+    before = _typed_total()
+    invented = {f"lang-{i}": 100_000 for i in range(5_000)}
+    recorder.record(TENANT, pb.ReportEventsRequest(typed_chars=invented))
+    assert _typed_total() - before == MAX_TYPED_CHARS_PER_BATCH
+    # Real languages share the same batch budget.
+    before = _typed_total()
+    recorder.record(
+        TENANT, pb.ReportEventsRequest(typed_chars={"python": 80_000, "go": 80_000, "rust": 5})
+    )
+    assert _typed_total() - before == MAX_TYPED_CHARS_PER_BATCH
+    # An honest batch is counted whole.
+    before_python = value("quill_chars_typed_total", language="python")
+    recorder.record(TENANT, pb.ReportEventsRequest(typed_chars={"python": 120, "lua": 30}))
+    assert value("quill_chars_typed_total", language="python") - before_python == 120
+
+
+def _tenant_samples(tenant: str) -> list[tuple[str, float]]:
+    return [
+        (sample.name, sample.value)
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.labels.get("tenant") == tenant
+    ]
+
+
+async def test_tenants_are_metric_labels_only_when_the_operator_opts_in(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from quill.channel import ClientSecurity, open_channel
+    from quill.tokens import hash_token, new_token
+    from quill.v1 import quill_pb2_grpc
+    from serving.config import SecurityConfig
+    from tests.conftest import in_process_serving
+    from tests.support.fakes import ScriptedEngine
+
+    names = [f"t{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    tokens = {name: new_token() for name in names}
+    path = tmp_path / "tokens"
+    path.write_text("".join(f"{n} {hash_token(t)}\n" for n, t in tokens.items()))
+    security = SecurityConfig(token_file=path)
+
+    async def use_serving(labels: int) -> None:
+        engine = ScriptedEngine(chunks=["1"])
+        async with in_process_serving(engine, security=security, tenant_labels=labels) as address:
+            for name in names:
+                async with open_channel(address, ClientSecurity(token=tokens[name])) as channel:
+                    stub = quill_pb2_grpc.QuillStub(channel)
+                    done = [r async for r in stub.Complete(pb.CompleteRequest(prefix="x = "))]
+                    suggestion = done[-1].done.suggestion_id
+                    await stub.ReportEvents(
+                        pb.ReportEventsRequest(events=[event(suggestion, ACCEPTED)])
+                    )
+
+    other_before = value("quill_tenant_requests_total", tenant="other", method="Complete")
+    await use_serving(labels=0)
+    assert not any(_tenant_samples(name) for name in names)
+    assert value("quill_tenant_requests_total", tenant="other", method="Complete") == other_before
+    await use_serving(labels=2)
+    first, second, third = names
+    assert value("quill_tenant_requests_total", tenant=first, method="Complete") == 1
+    assert value("quill_tenant_suggestions_accepted_total", tenant=second) == 1
+    assert value("quill_tenant_suggestion_chars_accepted_total", tenant=second) == 1
+    assert not _tenant_samples(third), "past the bound a tenant is 'other'"
+    other = value("quill_tenant_requests_total", tenant="other", method="Complete")
+    assert other == other_before + 1
+    # The fleet-wide series never carry a tenant label.
+    for metric in REGISTRY.collect():
+        if metric.name.startswith("quill_") and not metric.name.startswith("quill_tenant_"):
+            assert all("tenant" not in s.labels for s in metric.samples), metric.name

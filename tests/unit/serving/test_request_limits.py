@@ -31,7 +31,9 @@ TINY = ServingConfig(
     completion=CompletionConfig(max_context_chars=4, max_tokens_limit=4),
     repair=RepairConfig(max_file_chars=4, max_budget=4, max_tokens_limit=4),
     api_search=ApiSearchConfig(max_query_chars=4, max_limit=4),
-    limits=RequestLimitsConfig(**{f.name: 4 for f in dataclasses.fields(RequestLimitsConfig)}),
+    request_limits=RequestLimitsConfig(
+        **{f.name: 4 for f in dataclasses.fields(RequestLimitsConfig)}
+    ),
 )
 
 

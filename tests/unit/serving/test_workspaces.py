@@ -12,9 +12,11 @@ import pytest
 from quill.v1 import quill_pb2 as pb
 from retrieval.embedding import Embedder
 from serving.errors import InvalidRequestError
-from serving.workspaces import WorkspaceChange, WorkspaceRegistry
+from serving.workspace_registry import WorkspaceRegistry
+from serving.workspaces import WorkspaceChange, WorkspaceKey
 
 BILLING = "def compute_invoice_total(items, tax_rate):\n    return sum(items) * (1 + tax_rate)\n"
+TENANT = "alice"
 SHAPES = "class Circle:\n    def area(self):\n        return 3.14159 * self.radius ** 2\n"
 
 
@@ -29,15 +31,17 @@ def _file(path: str, text: str) -> pb.WorkspaceFile:
 async def _sync_all(registry: WorkspaceRegistry, workspace_id: str, files: dict[str, str]) -> None:
     manifest = [pb.FileDigest(path=p, sha256=_sha(t)) for p, t in files.items()]
     answer = await registry.sync(
+        TENANT,
         pb.SyncWorkspaceRequest(
             workspace_id=workspace_id, manifest=manifest, manifest_complete=True
-        )
+        ),
     )
     assert sorted(answer.needed_paths) == sorted(files)
     await registry.sync(
+        TENANT,
         pb.SyncWorkspaceRequest(
             workspace_id=workspace_id, files=[_file(p, t) for p, t in files.items()]
-        )
+        ),
     )
 
 
@@ -45,7 +49,7 @@ def test_content_hash_protocol_and_background_indexing(embedder: Embedder, tmp_p
     async def run() -> None:
         registry = WorkspaceRegistry(tmp_path, lambda: embedder)
         changes: list[WorkspaceChange] = []
-        workspace = registry.get_or_create("ws")
+        workspace = registry.get_or_create(WorkspaceKey(TENANT, "ws"))
         workspace.add_listener(changes.append)
         await _sync_all(registry, "ws", {"shop/billing.py": BILLING, "geo/shapes.py": SHAPES})
         await workspace.wait_indexed()
@@ -58,6 +62,7 @@ def test_content_hash_protocol_and_background_indexing(embedder: Embedder, tmp_p
         # Unchanged files are not asked for again; a changed one is.
         changed = SHAPES.replace("3.14159", "math.pi")
         answer = await registry.sync(
+            TENANT,
             pb.SyncWorkspaceRequest(
                 workspace_id="ws",
                 manifest=[
@@ -65,17 +70,18 @@ def test_content_hash_protocol_and_background_indexing(embedder: Embedder, tmp_p
                     pb.FileDigest(path="geo/shapes.py", sha256=_sha(changed)),
                 ],
                 manifest_complete=True,
-            )
+            ),
         )
         assert list(answer.needed_paths) == ["geo/shapes.py"]
         # A complete manifest without a file deletes it.
         await registry.sync(
+            TENANT,
             pb.SyncWorkspaceRequest(
                 workspace_id="ws",
                 manifest=[pb.FileDigest(path="geo/shapes.py", sha256=_sha(changed))],
                 manifest_complete=True,
                 files=[_file("geo/shapes.py", changed)],
-            )
+            ),
         )
         await workspace.wait_indexed()
         assert workspace.paths() == ["geo/shapes.py"]
@@ -92,6 +98,7 @@ def test_bad_files_are_rejected_with_reasons(embedder: Embedder, tmp_path: Path)
     async def run() -> None:
         registry = WorkspaceRegistry(tmp_path, lambda: embedder, max_file_bytes=100)
         answer = await registry.sync(
+            TENANT,
             pb.SyncWorkspaceRequest(
                 workspace_id="ws",
                 files=[
@@ -102,7 +109,7 @@ def test_bad_files_are_rejected_with_reasons(embedder: Embedder, tmp_path: Path)
                     pb.WorkspaceFile(path="lie.py", sha256="0" * 64, content="x = 1"),
                     _file("ok.py", "x = 1"),
                 ],
-            )
+            ),
         )
         assert dict(answer.rejected) == {
             "../escape.py": "path escapes the workspace",
@@ -112,9 +119,9 @@ def test_bad_files_are_rejected_with_reasons(embedder: Embedder, tmp_path: Path)
             "lie.py": "digest mismatch",
         }
         assert answer.status.files_skipped == 5
-        assert registry.get("ws").paths() == ["ok.py"]  # type: ignore[union-attr]
+        assert registry.get(WorkspaceKey(TENANT, "ws")).paths() == ["ok.py"]  # type: ignore[union-attr]
         with pytest.raises(InvalidRequestError):
-            await registry.sync(pb.SyncWorkspaceRequest(workspace_id=""))
+            await registry.sync(TENANT, pb.SyncWorkspaceRequest(workspace_id=""))
         await registry.close()
 
     asyncio.run(run())
@@ -125,7 +132,8 @@ def test_workspaces_are_isolated(embedder: Embedder, tmp_path: Path) -> None:
         registry = WorkspaceRegistry(tmp_path, lambda: embedder)
         await _sync_all(registry, "alice", {"billing.py": BILLING})
         await _sync_all(registry, "bob", {"shapes.py": SHAPES})
-        alice, bob = registry.get("alice"), registry.get("bob")
+        alice = registry.get(WorkspaceKey(TENANT, "alice"))
+        bob = registry.get(WorkspaceKey(TENANT, "bob"))
         assert alice is not None and bob is not None
         await alice.wait_indexed()
         await bob.wait_indexed()
@@ -134,7 +142,15 @@ def test_workspaces_are_isolated(embedder: Embedder, tmp_path: Path) -> None:
         assert [h.path for h in hits] == ["shapes.py"]
         assert bob.file_text("billing.py") is None
         assert alice.paths() == ["billing.py"]
-        assert registry.get("carol") is None
+        assert registry.get(WorkspaceKey(TENANT, "carol")) is None
+        # The same id under another tenant is another workspace, empty until that tenant syncs.
+        assert registry.get(WorkspaceKey("mallory", "alice")) is None
+        await registry.sync(
+            "mallory", pb.SyncWorkspaceRequest(workspace_id="alice", manifest_complete=True)
+        )
+        theirs = registry.get(WorkspaceKey("mallory", "alice"))
+        assert theirs is not None and theirs.paths() == [] and theirs.directory != alice.directory
+        assert alice.paths() == ["billing.py"]
         await registry.close()
 
     asyncio.run(run())
@@ -152,21 +168,22 @@ def test_files_index_and_packages_survive_a_restart(embedder: Embedder, tmp_path
         registry = WorkspaceRegistry(tmp_path, lambda: embedder)
         await _sync_all(registry, "ws", {"billing.py": BILLING})
         answer = await registry.sync(
+            TENANT,
             pb.SyncWorkspaceRequest(
                 workspace_id="ws",
                 package_manifest=[pb.FileDigest(path="puremagic", sha256="abc")],
-            )
+            ),
         )
         assert list(answer.needed_packages) == ["puremagic"]
-        await registry.sync(pb.SyncWorkspaceRequest(workspace_id="ws", packages=[package]))
-        workspace = registry.get("ws")
+        await registry.sync(TENANT, pb.SyncWorkspaceRequest(workspace_id="ws", packages=[package]))
+        workspace = registry.get(WorkspaceKey(TENANT, "ws"))
         assert workspace is not None
         await workspace.wait_indexed()
         await registry.close()
 
     async def second() -> None:
         registry = WorkspaceRegistry(tmp_path, lambda: embedder)
-        workspace = registry.get("ws")  # found on disk
+        workspace = registry.get(WorkspaceKey(TENANT, "ws"))  # found on disk
         assert workspace is not None
         assert workspace.packages()["puremagic"] == package
         await workspace.wait_indexed()
@@ -175,11 +192,12 @@ def test_files_index_and_packages_survive_a_restart(embedder: Embedder, tmp_path
         hits = await asyncio.to_thread(workspace.search, "invoice total", 1)
         assert hits[0].path == "billing.py"
         answer = await registry.sync(
+            TENANT,
             pb.SyncWorkspaceRequest(
                 workspace_id="ws",
                 manifest=[pb.FileDigest(path="billing.py", sha256=_sha(BILLING))],
                 package_manifest=[pb.FileDigest(path="puremagic", sha256="abc")],
-            )
+            ),
         )
         assert list(answer.needed_paths) == [] and list(answer.needed_packages) == []
         await registry.close()

@@ -24,6 +24,16 @@ local defaults = {
   },
   root_markers = { ".git", "pyproject.toml", "package.json", "go.mod", "Cargo.toml" },
   serving_address = nil, -- nil: the server's default (127.0.0.1:50051 or $QUILL_SERVING_ADDRESS)
+  -- How to reach a shared serving (docs/security.md); nil: the server's defaults ($QUILL_TOKEN,
+  -- else the local token of a serving on this machine; plain text to loopback).
+  serving = {
+    token_file = nil, -- file holding your bearer token
+    token = nil, -- the token itself (prefer token_file or $QUILL_TOKEN)
+    tls = nil, -- true: TLS to serving
+    ca_file = nil, -- CA (PEM) verifying serving's certificate; nil: the system's roots
+    client_cert = nil, -- mutual TLS: your certificate chain (PEM)
+    client_key = nil, -- mutual TLS: its private key (PEM)
+  },
   completion_mode = "auto", -- "auto" | "single" | "multi"
   settings = {}, -- more initializationOptions, camelCase (maxTokens, requestTimeoutS, ...)
   inline_completion = true, -- call vim.lsp.inline_completion.enable(true)
@@ -98,13 +108,29 @@ local function merge(opts)
   return config
 end
 
-local function init_options(config)
+-- `serving` option -> the language server's initializationOptions key.
+local SERVING_KEYS = {
+  token_file = "servingTokenFile",
+  token = "servingToken",
+  tls = "servingTls",
+  ca_file = "servingCaFile",
+  client_cert = "servingClientCert",
+  client_key = "servingClientKey",
+}
+
+function M.init_options(config)
   local options = {}
   for key, value in pairs(config.settings or {}) do
     options[key] = value
   end
   if config.serving_address then
     options.servingAddress = config.serving_address
+  end
+  for key, option in pairs(SERVING_KEYS) do
+    local value = (config.serving or {})[key]
+    if value ~= nil then
+      options[option] = value
+    end
   end
   if config.completion_mode then
     options.completionMode = config.completion_mode
@@ -366,7 +392,7 @@ function M.setup(opts)
     cmd = config.cmd,
     filetypes = config.filetypes,
     root_markers = config.root_markers,
-    init_options = init_options(config),
+    init_options = M.init_options(config),
     on_exit = on_exit,
     -- Declares that this client takes M.REFRESH (LSP has no inline-completion refresh).
     capabilities = { experimental = { inlineCompletionRefreshSupport = true } },

@@ -15,6 +15,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from tests.conftest import in_process_serving, lsp_command
@@ -32,7 +33,7 @@ async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
 
 
 async def _status(address: str, root: Path) -> pb.IndexStatus:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)
         answer = await stub.SyncWorkspace(pb.SyncWorkspaceRequest(workspace_id=workspace_id(root)))
     return answer.status
@@ -60,7 +61,7 @@ async def _complete_with_context(
         cursor=pb.Position(line=2, character=len(MAIN.split("\n")[-1])),
         context=pb.ContextOptions(disable_api_search=True),
     )
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)
         for _ in range(100):
             responses = [r async for r in stub.Complete(request)]
@@ -162,7 +163,7 @@ async def test_a_small_budget_limits_the_context(
             prefix=MAIN,
             context=pb.ContextOptions(disable_api_search=True, retrieval_token_budget=budget),
         )
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address) as channel:
             responses = [r async for r in quill_pb2_grpc.QuillStub(channel).Complete(request)]
         context = len(engine.requests[-1].prompt_token_ids) - len(engine.encode(MAIN))
         assert 0 <= context <= budget

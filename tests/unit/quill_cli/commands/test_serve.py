@@ -86,7 +86,7 @@ def test_engine_args_and_the_model_are_set_by_the_command() -> None:
 
 def test_new_fields_are_flags_too_and_choices_are_enforced() -> None:
     config = _config("--repair-max-budget", "8", "--max-sync-files", "10", "--retrieval-top-k", "3")
-    assert (config.repair.max_budget, config.limits.max_sync_files) == (8, 10)
+    assert (config.repair.max_budget, config.request_limits.max_sync_files) == (8, 10)
     assert config.retrieval.top_k == 3
     with pytest.raises(SystemExit):
         _config("--repair-prompt-style", "poetry")

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from quill.v1 import quill_pb2 as pb
-from serving.api_search.catalog import WorkspaceCatalog, workspace_entries
+from serving.api_search.catalog import StdlibLayer, WorkspaceCatalog, workspace_entries
 from serving.api_search.index import ApiIndex, entry_text
 from serving.api_search.service import ApiSearchService
 from serving.errors import InvalidRequestError
+from serving.workspaces import WorkspaceKey
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +132,22 @@ class _Workspace:
 
 
 def test_catalog_follows_changes_incrementally(embedder: Any) -> None:
-    stdlib = (CATALOG[:2], embedder.encode([entry_text(e) for e in CATALOG[:2]]))
+    vectors = embedder.encode([entry_text(e) for e in CATALOG[:2]])
+    stdlib = StdlibLayer(CATALOG[:2], vectors, embedder.dimension)
     workspace = _Workspace({"util.py": "def slugify_title(text):\n    '''Make a URL slug.'''\n"})
     catalog = WorkspaceCatalog(embedder.encode, embedder.dimension, stdlib)
     catalog.load(workspace)
     assert "util.slugify_title" in catalog.names()
+    # The standard library's entries are searched, never copied into the workspace's index.
+    assert len(catalog.index) == 2  # the module and its function
+    assert len(stdlib.index) == 2
+    other = WorkspaceCatalog(embedder.encode, embedder.dimension, stdlib)
+    other.load(_Workspace({"books.py": "def reconcile_ledger(entries):\n    pass\n"}))
+    assert "util.slugify_title" not in other.names()
+    assert catalog.members("json") == other.members("json") == ["loads"]
+    hits = catalog.search("slugify_title", embedder.encode(["slugify_title"])[0], 3)
+    assert hits[0].entry.qualified_name == "util.slugify_title"
+    assert "json.loads" in {h.entry.qualified_name for h in other.search("json.loads", None, 5)}
 
     workspace.files["util.py"] = "def make_slug(text):\n    pass\n"
     workspace.files["other.py"] = "class Ledger:\n    def post(self, amount):\n        pass\n"
@@ -158,13 +170,17 @@ def test_catalog_follows_changes_incrementally(embedder: Any) -> None:
 
 
 class _Registry:
+    """Workspaces of tenant "t"."""
+
     def __init__(self, workspaces: dict[str, _Workspace]) -> None:
-        self.workspaces = workspaces
+        self.workspaces = {WorkspaceKey("t", wid): w for wid, w in workspaces.items()}
         for workspace in workspaces.values():
             workspace.add_listener = lambda callback: None  # type: ignore[attr-defined]
 
-    def get(self, workspace_id: str) -> Any:
-        return self.workspaces.get(workspace_id)
+    def get(self, key: WorkspaceKey) -> Any:
+        return self.workspaces.get(key)
+
+    resident = get
 
 
 class _SlowOnLedgers:
@@ -195,25 +211,29 @@ def test_service_search_and_bad_queries(embedder: Any, tmp_path: Path) -> None:
     async def run() -> None:
         # The first SearchApi call waits for the workspace's part of the catalog.
         response = await service.handle(
-            pb.SearchApiRequest(workspace_id="ws", query="total of an invoice", limit=3)
+            "t", pb.SearchApiRequest(workspace_id="ws", query="total of an invoice", limit=3)
         )
         assert response.hits[0].entry.qualified_name == "shop.billing.compute_invoice_total"
         assert response.hits[0].entry.source == "workspace"
         assert response.latency_ms > 0
-        stdlib_only = await service.handle(pb.SearchApiRequest(query="list files in a directory"))
+        stdlib_only = await service.handle(
+            "t", pb.SearchApiRequest(query="list files in a directory")
+        )
         names = [h.entry.qualified_name for h in stdlib_only.hits]
         assert names[0] == "os.listdir"
-        joined = await service.handle(pb.SearchApiRequest(workspace_id="ws", query="join paths"))
+        joined = await service.handle(
+            "t", pb.SearchApiRequest(workspace_id="ws", query="join paths")
+        )
         assert joined.hits[0].entry.qualified_name == "os.path.join"
         assert all(h.entry.source == "stdlib" for h in stdlib_only.hits)
         # A person's search waits for a workspace still being taken in (here 1.5 s)...
-        ledger = await service.handle(pb.SearchApiRequest(workspace_id="slow", query="ledger"))
+        ledger = await service.handle("t", pb.SearchApiRequest(workspace_id="slow", query="ledger"))
         assert ledger.hits[0].entry.qualified_name == "books.reconcile_ledger"
         # ...but only so long: then it answers from what the catalog holds.
         service.config.load_wait_s = 0.1
-        service._catalogs.pop("slow")  # a fresh catalog, as after a restart
+        service._catalogs.pop(WorkspaceKey("t", "slow"))  # a fresh catalog, as after a restart
         started = time.perf_counter()
-        await service.handle(pb.SearchApiRequest(workspace_id="slow", query="ledger"))
+        await service.handle("t", pb.SearchApiRequest(workspace_id="slow", query="ledger"))
         assert time.perf_counter() - started < 1.4
         for query, message in (
             ("", "empty"),
@@ -222,9 +242,9 @@ def test_service_search_and_bad_queries(embedder: Any, tmp_path: Path) -> None:
             ("a\x00b", "NUL"),
         ):
             with pytest.raises(InvalidRequestError, match=message):
-                await service.handle(pb.SearchApiRequest(query=query))
+                await service.handle("t", pb.SearchApiRequest(query=query))
         with pytest.raises(InvalidRequestError, match="exceeds"):
-            await service.handle(pb.SearchApiRequest(query="json", limit=10_000))
+            await service.handle("t", pb.SearchApiRequest(query="json", limit=10_000))
 
     asyncio.run(run())
     assert any(p.name.startswith("stdlib-") for p in tmp_path.iterdir())  # cached on disk

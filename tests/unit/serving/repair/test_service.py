@@ -12,6 +12,7 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
+from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from serving.config import EngineConfig, RepairConfig, ServingConfig
@@ -79,7 +80,7 @@ async def drive(
     candidates: list[pb.RepairCandidate] = []
     queries: list[pb.CompletionQuery] = []
     done = None
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         call = quill_pb2_grpc.QuillStub(channel).Repair(messages(), timeout=30)
         async for message in call:
             kind = message.WhichOneof("message")
@@ -202,7 +203,7 @@ def test_the_first_message_must_be_repair_start() -> None:
         first = pb.RepairClientMessage(answer=pb.CompletionAnswer(query_id=1))
         async with (
             repair_server(scripted_engine(SCRIPT), RepairConfig()) as address,
-            grpc.aio.insecure_channel(address) as channel,
+            open_channel(address) as channel,
         ):
             call = quill_pb2_grpc.QuillStub(channel).Repair(iter([first]))
             with pytest.raises(grpc.aio.AioRpcError) as error:
