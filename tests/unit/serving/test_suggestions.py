@@ -17,9 +17,9 @@ from serving.suggestions import SuggestionRecord, SuggestionRegistry
 def test_a_saved_registry_is_loaded_with_its_counts(tmp_path: Path) -> None:
     path = tmp_path / "suggestions.json"
     first = SuggestionRegistry(path=path)
-    first.add("a", new_record("python", "single", 10))
-    first.add("b", new_record("rust", "multi", 30))
-    record = first.get("a")
+    first.add("a", new_record("alice", "python", "single", 10))
+    first.add("b", new_record("bob", "rust", "multi", 30))
+    record = first.get("a", "alice")
     assert record is not None
     record.shown, record.accepted_chars = True, 4
     first.touch()
@@ -27,8 +27,12 @@ def test_a_saved_registry_is_loaded_with_its_counts(tmp_path: Path) -> None:
 
     second = SuggestionRegistry(path=path)
     second.load()
-    assert second.get("a") == SuggestionRecord("python", "single", 10, True, 4, False)
-    assert second.get("b") == SuggestionRecord("rust", "multi", 30)
+    assert second.get("a", "alice") == SuggestionRecord(
+        "alice", "python", "single", 10, True, 4, False
+    )
+    assert second.get("b", "bob") == SuggestionRecord("bob", "rust", "multi", 30)
+    # Loaded records still belong to their tenant only.
+    assert second.get("a", "bob") is None
     assert len(second) == 2
 
 
@@ -37,35 +41,38 @@ def test_only_the_newest_records_are_saved(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "suggestions.json"
     registry = SuggestionRegistry(path=path)
     for name in "abcde":
-        registry.add(name, new_record("python", "single", 1))
+        registry.add(name, new_record("t", "python", "single", 1))
     registry.save()
     loaded = SuggestionRegistry(path=path, capacity=2)
     loaded.load()
     # Three newest saved (c, d, e); a registry of capacity 2 keeps the newest two.
-    assert [n for n in "abcde" if loaded.get(n)] == ["d", "e"]
+    assert [n for n in "abcde" if loaded.get(n, "t")] == ["d", "e"]
     assert len(json.loads(path.read_text())["records"]) == 3
 
 
 def test_malformed_records_and_files_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "suggestions.json"
-    good = ["ok", "python", "single", 5, False, 0, False]
+    good = ["ok", "t", "python", "single", 5, False, 0, False]
     rows = [
         good,
-        ["x" * 65, "python", "single", 5, False, 0, False],  # id too long
-        ["m", "python", "sideways", 5, False, 0, False],  # unknown mode
-        ["n", "python", "single", 5, False, 6, False],  # accepted more than its length
-        ["o", "python", "single", True, False, 0, False],  # length not an int
-        ["p", "klingon", "multi", 5, False, 0, False],  # an unknown label becomes "other"
+        ["x" * 65, "t", "python", "single", 5, False, 0, False],  # id too long
+        ["m", "t", "python", "sideways", 5, False, 0, False],  # unknown mode
+        ["n", "t", "python", "single", 5, False, 6, False],  # accepted more than its length
+        ["o", "t", "python", "single", True, False, 0, False],  # length not an int
+        ["q", 7, "python", "single", 5, False, 0, False],  # tenant not a string
+        ["p", "t", "klingon", "multi", 5, False, 0, False],  # an unknown label becomes "other"
         ["short"],
         "not a row",
     ]
-    path.write_text(json.dumps({"version": 1, "records": rows}))
+    path.write_text(json.dumps({"version": 2, "records": rows}))
     registry = SuggestionRegistry(path=path)
     registry.load()
     assert len(registry) == 2
-    assert registry.get("p") == SuggestionRecord("other", "multi", 5)
+    assert registry.get("p", "t") == SuggestionRecord("t", "other", "multi", 5)
 
-    for text in ("{not json", json.dumps({"version": 99, "records": [good]}), "[1, 2]"):
+    # Version 1 (before tenants: whose they were is unknown), a future version, garbage.
+    old = json.dumps({"version": 1, "records": [good[:1] + good[2:]]})
+    for text in ("{not json", old, json.dumps({"version": 99, "records": [good]}), "[1, 2]"):
         path.write_text(text)
         ignored = SuggestionRegistry(path=path)
         ignored.load()
@@ -77,7 +84,7 @@ async def test_changes_are_saved_periodically(tmp_path: Path) -> None:
     registry = SuggestionRegistry(path=path)
     saver = asyncio.create_task(registry.save_periodically(0.01))
     try:
-        registry.add("a", new_record("python", "single", 3))
+        registry.add("a", new_record("t", "python", "single", 3))
         for _ in range(300):
             if path.exists():
                 break
@@ -85,5 +92,5 @@ async def test_changes_are_saved_periodically(tmp_path: Path) -> None:
     finally:
         saver.cancel()
     assert json.loads(path.read_text())["records"] == [
-        ["a", "python", "single", 3, False, 0, False]
+        ["a", "t", "python", "single", 3, False, 0, False]
     ]
