@@ -244,6 +244,11 @@ class ScriptedRepair(quill_pb2_grpc.QuillServicer):
     # Set once a call has begun its `delay_s` wait (the delay it waits is fixed from then on).
     waiting: asyncio.Event = field(default_factory=asyncio.Event)
 
+    async def SyncWorkspace(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        # Holds nothing and needs nothing: a sync answered UNIMPLEMENTED would mark serving
+        # down in the language server and race the repair calls under test.
+        return pb.SyncWorkspaceResponse()
+
     async def Repair(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
         first = await anext(request_iterator)
         self.starts.append(first.start)

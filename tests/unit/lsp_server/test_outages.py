@@ -13,6 +13,7 @@ import grpc
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+from quill.channel import open_channel
 from quill_cli.launcher import free_port
 from tests.conftest import ROOT, in_process_serving
 from tests.support.fakes import ScriptedEngine
@@ -52,7 +53,7 @@ async def _serving_since(address: str) -> float:
     """When serving at `address` first answers health with SERVING (asked every 20 ms)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

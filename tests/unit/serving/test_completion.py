@@ -222,7 +222,7 @@ async def test_health_stays_responsive_during_a_multi_line_completion_of_a_1_mb_
     prefix = body + "def g(n):\n    if n:"
     chunks = ["\n", "        return 1", "\n", "    return 2", "\n", "x = 1", "\n"]
     engine = ScriptedEngine(chunks=chunks, step_delay_s=0.01)
-    async with in_process_serving(engine) as address, grpc.aio.insecure_channel(address) as channel:
+    async with in_process_serving(engine) as address, open_channel(address) as channel:
         request = pb.CompleteRequest(
             prefix=prefix, language="python", mode=pb.COMPLETION_MODE_MULTI_LINE
         )

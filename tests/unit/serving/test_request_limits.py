@@ -9,6 +9,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 
+from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from serving.config import (
@@ -176,7 +177,7 @@ def test_the_defaults_let_what_the_language_server_sends_through() -> None:
 async def test_every_rpc_answers_invalid_argument_naming_the_field() -> None:
     async with (
         in_process_serving(ScriptedEngine()) as address,
-        grpc.aio.insecure_channel(address) as channel,
+        open_channel(address) as channel,
     ):
         stub = quill_pb2_grpc.QuillStub(channel)
         long_id = "w" * 513

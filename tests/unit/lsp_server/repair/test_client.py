@@ -15,6 +15,7 @@ from lsp_server.repair.client import (
     run_repair,
 )
 from lsp_server.repair.jedi_oracle import JediOracle
+from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from quill_cli.launcher import free_port
@@ -77,7 +78,7 @@ def test_place_patch_follows_the_contract() -> None:
 
 
 async def _repair(address: str, engine, **kwargs):  # type: ignore[no-untyped-def]
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         return await run_repair(quill_pb2_grpc.QuillStub(channel), _start(), engine, **kwargs)
 
 
@@ -145,7 +146,7 @@ async def test_bad_regions_fail_before_serving_is_asked(text, line, end_line, me
     servicer = ScriptedRepair()
     async with (
         scripted_repair_serving(servicer) as address,
-        grpc.aio.insecure_channel(address) as channel,
+        open_channel(address) as channel,
     ):
         with pytest.raises(RepairInputError, match=message):
             await run_repair(quill_pb2_grpc.QuillStub(channel), _start(text, line, end_line), None)
@@ -153,7 +154,7 @@ async def test_bad_regions_fail_before_serving_is_asked(text, line, end_line, me
 
 
 async def test_serving_down_is_a_clear_error() -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as channel:
+    async with open_channel(f"127.0.0.1:{free_port()}") as channel:
         with pytest.raises(RepairError, match="serving is unavailable"):
             await run_repair(quill_pb2_grpc.QuillStub(channel), _start(), None, timeout_s=10)
 

@@ -278,7 +278,7 @@ def test_a_stream_without_repair_start_ends_at_the_first_message_deadline() -> N
 
         async with (
             in_process_serving(scripted_engine(SCRIPT), repair=config) as address,
-            grpc.aio.insecure_channel(address) as channel,
+            open_channel(address) as channel,
         ):
             started = time.perf_counter()
             call = quill_pb2_grpc.QuillStub(channel).Repair(silent(), timeout=30)
