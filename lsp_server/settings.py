@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quill import envs
+from quill.retention_checks import DEFAULT_CHECKS_S
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,18 @@ class Settings:
     # generating; the editor's next request (after accepting or typing it) gets the block from
     # the same generation. Off: wait for the whole block.
     stream_first_line: bool = True
+    # Prompt context from the editor itself (lsp_server/completion/snippets.py): windows of the
+    # other open documents and the regions edited recently that are most similar to the code at
+    # the cursor, sent with each request and placed by serving beside the retrieved chunks,
+    # within retrievalTokenBudget.
+    context_open_documents: bool = True
+    context_recent_edits: bool = True
+    # Seconds after a suggestion is first accepted at which the language server checks how much
+    # of it is still in the document and reports it (lsp_server/retention.py); [] turns the
+    # checks off. Each one of quill/retention_checks.py's CHECK_DELAYS_S, ascending, at most 5.
+    retention_checks_s: list[int] = dataclasses.field(
+        default_factory=lambda: list(DEFAULT_CHECKS_S)
+    )
     # Repair: the Python interpreter whose environment Jedi completes against ("": the
     # workspace's .venv if it has one, else the environment Jedi finds itself).
     python_path: str = ""
@@ -140,6 +153,12 @@ def parse_settings(options: Any) -> tuple[Settings, list[str]]:
 
 
 def _coerce(value: Any, default: Any) -> Any:
+    if isinstance(default, list):  # lists of whole numbers (retentionChecksS)
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise TypeError
+        return list(value)
     if isinstance(default, bool) or isinstance(value, bool):
         if not (isinstance(default, bool) and isinstance(value, bool)):
             raise TypeError
