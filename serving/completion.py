@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from quill.attribution import context_label
 from quill.v1 import quill_pb2 as pb
 from serving import metrics
 from serving.config import CompletionConfig
+from serving.editor_context import validate_snippets
 from serving.engine.base import Engine, GenerationRequest
 from serving.errors import InvalidRequestError
 from serving.events import new_record
@@ -59,6 +61,7 @@ def _validate(request: pb.CompleteRequest, config: CompletionConfig) -> None:
         raise InvalidRequestError(
             "the document contains NUL characters; binary files are not completed"
         )
+    validate_snippets(request.context.snippets)
 
 
 class CompletionService:
@@ -172,8 +175,12 @@ class CompletionService:
                     if multi and not emitted:
                         # Shown before generation ends (the first line, early): acceptance
                         # events may come for it before the final text is known.
+                        context_kinds = context_label(
+                            context_sources, tools.tool_calls if tools else []
+                        )
                         self._registry.add(
-                            suggestion_id, new_record(request.language, mode_name, ready)
+                            suggestion_id,
+                            new_record(request.language, mode_name, ready, context_kinds),
                         )
                     yield pb.CompleteResponse(
                         delta=pb.TextDelta(
@@ -214,10 +221,14 @@ class CompletionService:
         done = time.perf_counter()
         first = first_output or decoded
         registered = self._registry.get(suggestion_id)
+        context_kinds = context_label(context_sources, tools.tool_calls if tools else [])
         if registered is not None:
             registered.length = len(text)
+            registered.context = context_kinds
         elif text:
-            self._registry.add(suggestion_id, new_record(request.language, mode_name, len(text)))
+            self._registry.add(
+                suggestion_id, new_record(request.language, mode_name, len(text), context_kinds)
+            )
         if queue_wait_s is not None:
             metrics.STAGE_DURATION.labels("queue_wait").observe(queue_wait_s)
         for stage, seconds in (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -14,6 +14,10 @@ class SuggestionRecord:
     shown: bool = False
     accepted_chars: int = 0
     rejected: bool = False
+    # Kinds of context in the prompt, as a bounded label (serving/attribution.py).
+    context: str = "none"
+    # Retention checks (seconds after acceptance) already counted.
+    retention_checks: set[int] = field(default_factory=set)
 
 
 class SuggestionRegistry:
