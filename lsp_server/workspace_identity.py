@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from pygls.uris import to_fs_path
+from pygls.uris import to_fs_path, urlparse
 
 
 def workspace_id(root_uri: str | None) -> str:
@@ -37,7 +36,7 @@ def relative_path(root_uri: str | None, uri: str) -> str:
     """`uri`'s path relative to the root ('/'-separated); its file name when outside the root."""
     path = path_of(uri)
     if path is None:  # untitled:, vscode-notebook-cell: ...
-        return unquote(urlparse(uri).path).rsplit("/", 1)[-1]
+        return urlparse(uri)[2].rsplit("/", 1)[-1]
     root = path_of(root_uri or "")
     if root is not None and path.is_relative_to(root) and path != root:
         return path.relative_to(root).as_posix()

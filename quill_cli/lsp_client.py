@@ -63,11 +63,14 @@ class StdioLanguageClient:
         self._versions: dict[str, int] = {}
         self.start_seconds = 0.0
 
-    async def start(self, command: list[str] | None = None) -> float:
-        """Start the server and initialize it; returns seconds until `initialize` answered."""
+    async def start(
+        self, command: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> float:
+        """Start the server (with `env` as its environment, when given) and initialize it;
+        returns seconds until `initialize` answered."""
         argv = command or [sys.executable, "-m", "quill", "lsp"]
         started = time.perf_counter()
-        await self.client.start_io(*argv)
+        await self.client.start_io(argv[0], *argv[1:], env=env)
         await self.client.initialize_async(
             types.InitializeParams(
                 process_id=None,

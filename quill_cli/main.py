@@ -19,6 +19,7 @@ from quill_cli.commands import (
     serve,
     stats,
 )
+from quill_cli.config_flags import DeferredFlagsParser
 
 # In the order `quill --help` lists them.
 COMMANDS = (serve, lsp, complete, api_search, model, bench, index, stats, repair)
@@ -39,7 +40,7 @@ def _configure_logging(level: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quill", description="Quill: AI code authoring backend")
     parser.add_argument("--log-level", default=envs.log_level(), help="stderr log level")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=DeferredFlagsParser)
     for command in COMMANDS:
         command.add_parser(sub)
     return parser

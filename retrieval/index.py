@@ -16,7 +16,6 @@ most for that swap.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import struct
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from quill.digest import content_digest
 from retrieval.chunking import Chunk, chunk_file
 from retrieval.embedding import Embedder
 from retrieval.fusion import reciprocal_rank_fusion
@@ -53,11 +53,6 @@ class Hit:
     end_line: int
     text: str
     score: float
-
-
-def content_digest(text: str) -> str:
-    """Hex SHA-256 of the UTF-8 text (the digest SyncWorkspace uses)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def embedding_text(chunk: Chunk) -> str:

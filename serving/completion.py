@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
@@ -33,6 +35,7 @@ from serving.suggestions import SuggestionRegistry
 
 if TYPE_CHECKING:
     from serving.api_search.service import ApiTools
+    from serving.api_search.tools import ToolSession
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +46,46 @@ _MULTI_LINE_PRIORITY = 1
 _MODE_NAMES = {pb.COMPLETION_MODE_SINGLE_LINE: "single", pb.COMPLETION_MODE_MULTI_LINE: "multi"}
 
 
-def _validate(request: pb.CompleteRequest, config: CompletionConfig) -> None:
+@dataclass
+class _Prompt:
+    """What render_prompt decided: the engine request and what the final message reports."""
+
+    mode: pb.CompletionMode  # never unspecified
+    # What split_blank_line cut off the prompt's end (the model writes it again).
+    cut: str
+    generation: GenerationRequest
+    context_sources: list[pb.ContextSource]
+    tools: ToolSession | None
+
+    @property
+    def multi(self) -> bool:
+        return self.mode == pb.COMPLETION_MODE_MULTI_LINE
+
+    @property
+    def mode_name(self) -> str:
+        return _MODE_NAMES[self.mode]
+
+    @property
+    def context(self) -> str:
+        """The kinds of context in the prompt, as the bounded attribution label."""
+        return context_label(self.context_sources, self.tools.tool_calls if self.tools else [])
+
+
+@dataclass
+class _Streamed:
+    """What stream_and_cut produced, for post-processing and accounting."""
+
+    raw: str = ""  # the visible text, relative to the cursor, cut at the line or block end
+    tokens: int = 0
+    finish_reason: str = "length"
+    first_output: float | None = None
+    queue_wait_s: float | None = None
+
+
+def _validate(request: pb.CompleteRequest) -> None:
+    # Sizes were checked at the edge (serving/request_limits.py); here, what the values mean.
     if request.mode not in (pb.COMPLETION_MODE_UNSPECIFIED, *_MODE_NAMES):
         raise InvalidRequestError(f"unknown completion mode {request.mode}")
-    size = len(request.prefix) + len(request.suffix)
-    if size > config.max_context_chars:
-        raise InvalidRequestError(
-            f"prefix and suffix are {size} characters; the limit is {config.max_context_chars}"
-        )
-    if request.limits.max_tokens > config.max_tokens_limit:
-        raise InvalidRequestError(
-            f"max_tokens {request.limits.max_tokens} exceeds the limit {config.max_tokens_limit}"
-        )
     if not 0.0 <= request.limits.temperature <= 2.0:
         raise InvalidRequestError(f"temperature {request.limits.temperature} is outside [0, 2]")
     if "\x00" in request.prefix or "\x00" in request.suffix:
@@ -88,10 +119,40 @@ class CompletionService:
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CompleteResponse]:
         started = time.perf_counter()
-        _validate(request, self._config)
+        _validate(request)
+        suggestion_id = uuid.uuid4().hex
+        prompt = await self._render_prompt(request, suggestion_id)
+        block = BlockCutter(request.prefix, request.suffix, request.language)
+        prompt_built = time.perf_counter()
+        streamed = _Streamed()
+        deltas = self._stream_and_cut(request, prompt, block, suggestion_id, started, streamed)
+        # Closing this generator (the client went away) closes the inner one at once, which
+        # closes the engine stream and so aborts the engine request.
+        async with contextlib.aclosing(deltas):
+            async for delta in deltas:
+                yield delta
+        decoded = time.perf_counter()
+        text = (
+            block.finish(streamed.raw)
+            if prompt.multi
+            else finish_single_line(streamed.raw, current_line_suffix(request.suffix))
+        )
+        if len(text) < len(streamed.raw.rstrip()) and streamed.finish_reason != "truncated":
+            streamed.finish_reason = "truncated"
+        done = time.perf_counter()
+        self._register(suggestion_id, request.language, prompt, text)
+        timings = _account_stages(
+            started, prompt_built, streamed.first_output or decoded, decoded, done, streamed
+        )
+        logger.debug(
+            "completion %s: %d tokens, %s", suggestion_id, streamed.tokens, streamed.finish_reason
+        )
+        yield self._final_message(suggestion_id, text, prompt, streamed, timings)
+
+    async def _render_prompt(self, request: pb.CompleteRequest, suggestion_id: str) -> _Prompt:
+        """The engine request: mode, token budget, retrieved and API context, FIM prompt."""
         multi = request.mode == pb.COMPLETION_MODE_MULTI_LINE
         mode = pb.COMPLETION_MODE_MULTI_LINE if multi else pb.COMPLETION_MODE_SINGLE_LINE
-        mode_name = _MODE_NAMES[mode]
         max_tokens = request.limits.max_tokens or (
             self._config.multi_line_max_tokens if multi else self._config.single_line_max_tokens
         )
@@ -100,7 +161,7 @@ class CompletionService:
         )
         prompt_prefix, cut = split_blank_line(request.prefix)
         # The engine stops single-line requests at a newline, unless the prompt was cut before
-        # the newline that starts the cursor's line: then this loop ends the line itself.
+        # the newline that starts the cursor's line: then stream_and_cut ends the line itself.
         stop_in_engine = not multi and not cut.startswith("\n")
         context_sources: list[pb.ContextSource] = []
         preamble: list[int] = []
@@ -116,9 +177,6 @@ class CompletionService:
         prompt_ids, _ = self._template.token_ids(
             prompt_prefix, request.suffix, self._engine.encode, budget, preamble=preamble
         )
-        block = BlockCutter(request.prefix, request.suffix, request.language)
-        line_suffix = current_line_suffix(request.suffix)
-        suggestion_id = uuid.uuid4().hex
         generation = GenerationRequest(
             request_id=suggestion_id,
             prompt_token_ids=prompt_ids,
@@ -127,29 +185,39 @@ class CompletionService:
             stop=(*self._template.stop, "\n") if stop_in_engine else self._template.stop,
             priority=_MULTI_LINE_PRIORITY if multi else _SINGLE_LINE_PRIORITY,
         )
-        prompt_built = time.perf_counter()
-        first_output: float | None = None
-        queue_wait_s: float | None = None
+        return _Prompt(mode, cut, generation, context_sources, tools)
+
+    async def _stream_and_cut(
+        self,
+        request: pb.CompleteRequest,
+        prompt: _Prompt,
+        block: BlockCutter,
+        suggestion_id: str,
+        started: float,
+        streamed: _Streamed,
+    ) -> AsyncGenerator[pb.CompleteResponse, None]:
+        """Generate, and yield the text as it becomes final; stop the engine as soon as the
+        line (single-line) or the block (multi-line) is complete. Fills `streamed`."""
+        multi = prompt.multi
         generated = ""  # model output, relative to the prompt's end
-        raw = ""  # the same, relative to the cursor
         emitted = 0
         line_done = False
-        tokens = 0
-        finish_reason = "length"
         outcome = "error"
-        stream = (tools or self._engine).generate(generation)
+        stream = (prompt.tools or self._engine).generate(prompt.generation)
         try:
             async for output in stream:
-                if first_output is None:
-                    first_output = time.perf_counter()
-                    metrics.TIME_TO_FIRST_TOKEN.labels(mode_name).observe(first_output - started)
-                tokens += output.new_token_count
+                if streamed.first_output is None:
+                    streamed.first_output = time.perf_counter()
+                    metrics.TIME_TO_FIRST_TOKEN.labels(prompt.mode_name).observe(
+                        streamed.first_output - started
+                    )
+                streamed.tokens += output.new_token_count
                 generated += output.text_delta
-                if queue_wait_s is None and output.queue_wait_s is not None:
-                    queue_wait_s = output.queue_wait_s
-                seen, give_up = visible_text(generated, cut)
+                if streamed.queue_wait_s is None and output.queue_wait_s is not None:
+                    streamed.queue_wait_s = output.queue_wait_s
+                seen, give_up = visible_text(generated, prompt.cut)
                 if give_up:
-                    finish_reason = "truncated"
+                    streamed.finish_reason = "truncated"
                     metrics.ENGINE_ABORTS.labels("block_end").inc()
                     break
                 if seen is None:
@@ -159,8 +227,8 @@ class CompletionService:
                     end = block.end(raw)
                     if end is not None:
                         # The block is complete: stop generating (closing the stream aborts it).
-                        raw = raw[:end]
-                        finish_reason = "truncated"
+                        streamed.raw = raw[:end]
+                        streamed.finish_reason = "truncated"
                         metrics.ENGINE_ABORTS.labels("block_end").inc()
                         break
                     # Lines may still be cut, so only whole lines go out early.
@@ -171,93 +239,109 @@ class CompletionService:
                     if line_done:
                         raw = raw[:newline]
                     ready = len(raw)
+                streamed.raw = raw
                 if ready > emitted:
                     if multi and not emitted:
                         # Shown before generation ends (the first line, early): acceptance
                         # events may come for it before the final text is known.
-                        context_kinds = context_label(
-                            context_sources, tools.tool_calls if tools else []
-                        )
                         self._registry.add(
                             suggestion_id,
-                            new_record(request.language, mode_name, ready, context_kinds),
+                            new_record(request.language, prompt.mode_name, ready, prompt.context),
                         )
                     yield pb.CompleteResponse(
                         delta=pb.TextDelta(
                             text=raw[emitted:ready],
                             suggestion_id=suggestion_id,
-                            completion_tokens=tokens,
+                            completion_tokens=streamed.tokens,
                         )
                     )
                     emitted = ready
                 if not multi and line_done:
-                    finish_reason = "stop"
+                    streamed.finish_reason = "stop"
                     if not output.finished:
                         # The line is complete: stop generating (closing the stream aborts it).
                         metrics.ENGINE_ABORTS.labels("line_end").inc()
                         break
                 if output.finished:
-                    finish_reason = output.finish_reason or "stop"
+                    streamed.finish_reason = output.finish_reason or "stop"
             outcome = "ok"
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "cancelled"
             raise
-        except Exception:
-            outcome = "error"
-            raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
-            metrics.COMPLETION_TOKENS.inc(tokens)
-            metrics.PROMPT_TOKENS.inc(len(prompt_ids))
-            if outcome == "cancelled":
-                metrics.ENGINE_ABORTS.labels("client_cancelled").inc()
-                metrics.WASTED_TOKENS.inc(tokens)
-            metrics.COMPLETIONS.labels(mode_name, outcome).inc()
+            _account_generation(prompt, streamed.tokens, outcome)
 
-        decoded = time.perf_counter()
-        text = block.finish(raw) if multi else finish_single_line(raw, line_suffix)
-        if len(text) < len(raw.rstrip()) and finish_reason != "truncated":
-            finish_reason = "truncated"
-        done = time.perf_counter()
-        first = first_output or decoded
+    def _register(self, suggestion_id: str, language: str, prompt: _Prompt, text: str) -> None:
+        """Record the suggestion (or its final length and context, with the tool calls made
+        while it was generated), so editors' events can name it."""
         registered = self._registry.get(suggestion_id)
-        context_kinds = context_label(context_sources, tools.tool_calls if tools else [])
         if registered is not None:
             registered.length = len(text)
-            registered.context = context_kinds
+            registered.context = prompt.context
         elif text:
             self._registry.add(
-                suggestion_id, new_record(request.language, mode_name, len(text), context_kinds)
+                suggestion_id, new_record(language, prompt.mode_name, len(text), prompt.context)
             )
-        if queue_wait_s is not None:
-            metrics.STAGE_DURATION.labels("queue_wait").observe(queue_wait_s)
-        for stage, seconds in (
-            ("prompt_build", prompt_built - started),
-            ("time_to_first_token", first - prompt_built),
-            ("decode", decoded - first),
-            ("postprocess", done - decoded),
-            ("total", done - started),
-        ):
-            metrics.STAGE_DURATION.labels(stage).observe(seconds)
-        logger.debug("completion %s: %d tokens, %s", suggestion_id, tokens, finish_reason)
-        yield pb.CompleteResponse(
+
+    def _final_message(
+        self,
+        suggestion_id: str,
+        text: str,
+        prompt: _Prompt,
+        streamed: _Streamed,
+        timings: pb.StageTimings,
+    ) -> pb.CompleteResponse:
+        return pb.CompleteResponse(
             done=pb.CompletionDone(
                 suggestion_id=suggestion_id,
                 text=text,
-                prompt_tokens=len(prompt_ids),
-                completion_tokens=tokens,
-                finish_reason=finish_reason,
+                prompt_tokens=len(prompt.generation.prompt_token_ids),
+                completion_tokens=streamed.tokens,
+                finish_reason=streamed.finish_reason,
                 model=self._engine.model_name,
-                mode=mode,
-                context_sources=context_sources,
-                tool_calls=tools.tool_calls if tools is not None else [],
-                timings=pb.StageTimings(
-                    prompt_build_ms=(prompt_built - started) * 1e3,
-                    time_to_first_token_ms=(first - prompt_built) * 1e3,
-                    decode_ms=(decoded - first) * 1e3,
-                    postprocess_ms=(done - decoded) * 1e3,
-                    total_ms=(done - started) * 1e3,
-                    queue_wait_ms=(queue_wait_s or 0.0) * 1e3,
-                ),
+                mode=prompt.mode,
+                context_sources=prompt.context_sources,
+                tool_calls=prompt.tools.tool_calls if prompt.tools is not None else [],
+                timings=timings,
             )
         )
+
+
+def _account_generation(prompt: _Prompt, tokens: int, outcome: str) -> None:
+    """Token and outcome counters of one generation, however it ended."""
+    metrics.COMPLETION_TOKENS.inc(tokens)
+    metrics.PROMPT_TOKENS.inc(len(prompt.generation.prompt_token_ids))
+    if outcome == "cancelled":
+        metrics.ENGINE_ABORTS.labels("client_cancelled").inc()
+        metrics.WASTED_TOKENS.inc(tokens)
+    metrics.COMPLETIONS.labels(prompt.mode_name, outcome).inc()
+
+
+def _account_stages(
+    started: float,
+    prompt_built: float,
+    first: float,
+    decoded: float,
+    done: float,
+    streamed: _Streamed,
+) -> pb.StageTimings:
+    """Observe each stage's duration; returns them for the final message."""
+    if streamed.queue_wait_s is not None:
+        metrics.STAGE_DURATION.labels("queue_wait").observe(streamed.queue_wait_s)
+    for stage, seconds in (
+        ("prompt_build", prompt_built - started),
+        ("time_to_first_token", first - prompt_built),
+        ("decode", decoded - first),
+        ("postprocess", done - decoded),
+        ("total", done - started),
+    ):
+        metrics.STAGE_DURATION.labels(stage).observe(seconds)
+    return pb.StageTimings(
+        prompt_build_ms=(prompt_built - started) * 1e3,
+        time_to_first_token_ms=(first - prompt_built) * 1e3,
+        decode_ms=(decoded - first) * 1e3,
+        postprocess_ms=(done - decoded) * 1e3,
+        total_ms=(done - started) * 1e3,
+        queue_wait_ms=(streamed.queue_wait_s or 0.0) * 1e3,
+    )

@@ -1,9 +1,10 @@
-"""Snippets the editor sent with a completion (ContextOptions.snippets): checked at the edge,
-then prompt blocks for serving/retrieval_context.py to place beside the retrieved chunks.
+"""Snippets the editor sent with a completion (ContextOptions.snippets): checked, then prompt
+blocks for serving/retrieval_context.py to place beside the retrieved chunks.
 
 The language server picks them from the open documents and the regions edited recently
-(lsp_server/completion/snippets.py); serving only bounds them and drops those that repeat the
-document's own lines already in the prompt.
+(lsp_server/completion/snippets.py). Their number and sizes are checked at the edge with every
+other field (serving/request_limits.py); here, what they mean; and those that repeat the
+document's own lines already in the prompt are dropped.
 """
 
 from __future__ import annotations
@@ -15,26 +16,15 @@ from serving.context import ContextBlock
 from serving.errors import InvalidRequestError
 
 SNIPPET_KINDS = ("open_document", "recent_edit")
-MAX_SNIPPETS = 16
-MAX_SNIPPET_CHARS = 8_000
-MAX_SNIPPETS_CHARS = 32_000
 
 
 def validate_snippets(snippets: Sequence[pb.ContextSnippet]) -> None:
     """Raise InvalidRequestError, saying which snippet and why, unless all are usable."""
-    if len(snippets) > MAX_SNIPPETS:
-        raise InvalidRequestError(f"{len(snippets)} context snippets; the limit is {MAX_SNIPPETS}")
-    total = 0
     for number, snippet in enumerate(snippets):
         if snippet.kind not in SNIPPET_KINDS:
             raise InvalidRequestError(
                 f"context snippet {number}: kind {snippet.kind!r} is not one of "
                 + ", ".join(SNIPPET_KINDS)
-            )
-        if len(snippet.text) > MAX_SNIPPET_CHARS:
-            raise InvalidRequestError(
-                f"context snippet {number} has {len(snippet.text)} characters; the limit is "
-                f"{MAX_SNIPPET_CHARS}"
             )
         if "\x00" in snippet.text or "\x00" in snippet.path:
             raise InvalidRequestError(f"context snippet {number} contains NUL characters")
@@ -43,11 +33,6 @@ def validate_snippets(snippets: Sequence[pb.ContextSnippet]) -> None:
                 f"context snippet {number}: lines {snippet.start_line}-{snippet.end_line} are not "
                 "a one-based inclusive range"
             )
-        total += len(snippet.text)
-    if total > MAX_SNIPPETS_CHARS:
-        raise InvalidRequestError(
-            f"context snippets have {total} characters in all; the limit is {MAX_SNIPPETS_CHARS}"
-        )
 
 
 def editor_blocks(request: pb.CompleteRequest, shown: tuple[int, int]) -> list[ContextBlock]:

@@ -30,6 +30,7 @@ from serving.errors import EngineNotReadyError, ErrorInterceptor
 from serving.events import EventRecorder
 from serving.fim import choose_template
 from serving.repair.service import RepairService
+from serving.request_limits import RequestLimits
 from serving.retrieval_context import PromptRetriever
 from serving.suggestions import SuggestionRegistry
 from serving.workspaces import registry_from_config
@@ -48,6 +49,8 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
 
     def __init__(self, config: ServingConfig) -> None:
         self._config = config
+        # Every request passes here first (serving/request_limits.py).
+        self._limits = RequestLimits(config)
         self._completion: CompletionService | None = None
         self._suggestions = SuggestionRegistry()
         self._events = EventRecorder(self._suggestions)
@@ -61,6 +64,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
             # which), so every data dir and test session shares one copy.
             envs.cache_dir() / "api-stdlib",
             self._workspaces,
+            config.api_search,
             query_embedder=lambda: self._workspaces.query_embedder,
         )
 
@@ -86,6 +90,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     async def Complete(  # noqa: N802 - the gRPC method name
         self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CompleteResponse]:
+        self._limits.check(request)
         if self._completion is None:
             raise EngineNotReadyError("the engine is still loading")
         async for response in self._completion.complete(request, context):
@@ -98,19 +103,22 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     ) -> AsyncIterator[pb.RepairServerMessage]:
         if self._repair is None:
             raise EngineNotReadyError("the engine is still loading")
-        async for message in self._repair.repair(request_iterator, context):
+        checked = self._limits.checked_repair_stream(request_iterator)
+        async for message in self._repair.repair(checked, context):
             yield message
 
     async def SyncWorkspace(  # noqa: N802
         self, request: pb.SyncWorkspaceRequest, context: grpc.aio.ServicerContext
     ) -> pb.SyncWorkspaceResponse:
         # Needs no engine: editors sync while the model is still loading.
+        self._limits.check(request)
         return await self._workspaces.sync(request)
 
     async def SearchApi(  # noqa: N802
         self, request: pb.SearchApiRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchApiResponse:
         # Needs no engine: the catalog has its own embedding model.
+        self._limits.check(request)
         return await self._api_search.handle(request)
 
     async def close(self) -> None:
@@ -121,6 +129,7 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     async def ReportEvents(  # noqa: N802
         self, request: pb.ReportEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportEventsResponse:
+        self._limits.check(request)
         return self._events.record(request)
 
 

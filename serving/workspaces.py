@@ -25,11 +25,12 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from quill import envs
+from quill.digest import content_digest
 from quill.v1 import quill_pb2 as pb
 from serving.config import RetrievalConfig
 from serving.errors import InvalidRequestError
@@ -52,8 +53,27 @@ class WorkspaceChange:
     deleted_paths: tuple[str, ...]
     changed_packages: tuple[str, ...]
 
+    def __bool__(self) -> bool:
+        return bool(self.changed_paths or self.deleted_paths or self.changed_packages)
+
 
 Listener = Callable[[WorkspaceChange], Any]
+
+
+@dataclass
+class _FilesDiff:
+    """What one sync changes in a workspace's files, and which contents it still needs."""
+
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    blobs: dict[str, str] = field(default_factory=dict)  # digest -> content, to write
+    needed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _PackagesDiff:
+    changed: list[str] = field(default_factory=list)
+    needed: list[str] = field(default_factory=list)
 
 
 def check_relative_path(path: str) -> str | None:
@@ -66,10 +86,6 @@ def check_relative_path(path: str) -> str | None:
     if pure.is_absolute() or ".." in pure.parts or path != pure.as_posix():
         return "path escapes the workspace"
     return None
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Workspace:
@@ -149,43 +165,58 @@ class Workspace:
     # ---- sync ----
 
     async def apply(self, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
-        limits = self._registry
         rejected: dict[str, str] = {}
-        changed: list[str] = []
-        deleted: list[str] = []
+        files = self._diff_files(request, rejected)
+        packages = self._diff_packages(request)
+        self._skipped += len(rejected)
+        change = WorkspaceChange(
+            tuple(files.changed), tuple(files.deleted), tuple(packages.changed)
+        )
+        if change:
+            await asyncio.to_thread(self._persist, files.blobs, bool(change.changed_packages))
+            self._schedule_indexing(change)
+            await self._notify(change)
+        return pb.SyncWorkspaceResponse(
+            needed_paths=files.needed,
+            needed_packages=packages.needed,
+            status=self.status(),
+            rejected=rejected,
+        )
+
+    def _rejection(self, file: pb.WorkspaceFile, digest: str) -> str | None:
+        """Why a received file is refused, or None to take it."""
+        reason = check_relative_path(file.path)
+        if reason is not None:
+            return reason
+        if "\x00" in file.content:
+            return "binary"
+        if len(file.content.encode("utf-8", "surrogatepass")) > self._registry.max_file_bytes:
+            return "too large"
+        if file.sha256 and file.sha256.lower() != digest:
+            return "digest mismatch"
+        if file.path not in self._files and len(self._files) >= self._registry.max_files:
+            return "too many files in the workspace"
+        return None
+
+    def _diff_files(self, request: pb.SyncWorkspaceRequest, rejected: dict[str, str]) -> _FilesDiff:
+        """Take the received files and deletions; compare the manifest with what is held."""
+        diff = _FilesDiff()
         sent: set[str] = set()
-        blobs: dict[str, str] = {}
         for file in request.files:
             sent.add(file.path)
-            reason = check_relative_path(file.path)
-            if reason is None and "\x00" in file.content:
-                reason = "binary"
-            if (
-                reason is None
-                and len(file.content.encode("utf-8", "surrogatepass")) > limits.max_file_bytes
-            ):
-                reason = "too large"
-            digest = _digest(file.content)
-            if reason is None and file.sha256 and file.sha256.lower() != digest:
-                reason = "digest mismatch"
-            if (
-                reason is None
-                and file.path not in self._files
-                and len(self._files) >= limits.max_files
-            ):
-                reason = "too many files in the workspace"
+            digest = content_digest(file.content)
+            reason = self._rejection(file, digest)
             if reason is not None:
                 rejected[file.path] = reason
                 logger.info("workspace file rejected (%s): %s", reason, file.path[:200])
                 continue
             if self._files.get(file.path) != digest:
                 self._files[file.path] = digest
-                blobs[digest] = file.content
-                changed.append(file.path)
+                diff.blobs[digest] = file.content
+                diff.changed.append(file.path)
         for path in request.deleted_paths:
             if self._files.pop(path, None) is not None:
-                deleted.append(path)
-        needed: list[str] = []
+                diff.deleted.append(path)
         if request.manifest or request.manifest_complete:
             listed: set[str] = set()
             for entry in request.manifest:
@@ -195,17 +226,21 @@ class Workspace:
                     continue
                 listed.add(entry.path)
                 if entry.path not in sent and self._files.get(entry.path) != entry.sha256.lower():
-                    needed.append(entry.path)
+                    diff.needed.append(entry.path)
             if request.manifest_complete:
                 for path in [p for p in self._files if p not in listed and p not in sent]:
                     del self._files[path]
-                    deleted.append(path)
-        self._skipped += len(rejected)
-        changed_packages = [p.name for p in request.packages if p.name]
+                    diff.deleted.append(path)
+        return diff
+
+    def _diff_packages(self, request: pb.SyncWorkspaceRequest) -> _PackagesDiff:
+        """Take the received packages; compare the package manifest with what is held."""
+        diff = _PackagesDiff()
+        diff.changed = [p.name for p in request.packages if p.name]
         for package in request.packages:
             if package.name:
                 self._packages[package.name] = package
-        needed_packages = [
+        diff.needed = [
             entry.path
             for entry in request.package_manifest
             if entry.path not in self._packages or self._packages[entry.path].digest != entry.sha256
@@ -214,30 +249,25 @@ class Workspace:
             listed_packages = {entry.path for entry in request.package_manifest}
             for name in [n for n in self._packages if n not in listed_packages]:
                 del self._packages[name]
-                changed_packages.append(name)
-        if changed or deleted or changed_packages:
-            await asyncio.to_thread(self._persist, blobs, bool(changed_packages))
-        if changed or deleted:
-            self._pending.update(changed)
-            self._pending.update(deleted)
+                diff.changed.append(name)
+        return diff
+
+    def _schedule_indexing(self, change: WorkspaceChange) -> None:
+        if change.changed_paths or change.deleted_paths:
+            self._pending.update(change.changed_paths)
+            self._pending.update(change.deleted_paths)
             self._indexing_done.clear()
             self._wakeup.set()
             self._ensure_indexer()
-        change = WorkspaceChange(tuple(changed), tuple(deleted), tuple(changed_packages))
-        if changed or deleted or changed_packages:
-            for listener in list(self._listeners):
-                try:
-                    result = listener(change)
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception:  # noqa: BLE001 - a listener must not fail the sync
-                    logger.exception("workspace listener failed")
-        return pb.SyncWorkspaceResponse(
-            needed_paths=needed,
-            needed_packages=needed_packages,
-            status=self.status(),
-            rejected=rejected,
-        )
+
+    async def _notify(self, change: WorkspaceChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                result = listener(change)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # noqa: BLE001 - a listener must not fail the sync
+                logger.exception("workspace listener failed")
 
     # ---- persistence of files and packages ----
 

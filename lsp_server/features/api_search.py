@@ -1,10 +1,11 @@
 """The `quill.searchApi` command: search the workspace's API catalog in serving.
 
-Arguments: a query string, or `{"query": str, "limit": int}`. Result: `{"items": [...]}`, each
-with the entry (qualified name, kind, signature, summary, source, path, line), its score and
-what to insert: `insertText` (plain) and `snippet` (LSP snippet syntax, required parameters as
-placeholders). Editors show the items in a picker (VS Code quick pick, Neovim vim.ui.select)
-and insert the chosen snippet; `quill api-search` prints them.
+Arguments: a query string, or `{"query": str, "limit": int}` (limit 0-100; 0: serving's
+default). Result: `{"items": [...]}`, each with the entry (qualified name, kind, signature,
+summary, source, path, line), its score and what to insert: `insertText` (plain) and `snippet`
+(LSP snippet syntax, required parameters as placeholders). Editors show the items in a picker
+(VS Code quick pick, Neovim vim.ui.select) and insert the chosen snippet; `quill api-search`
+prints them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import ast
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 
 from lsp_server.methods import SEARCH_API_COMMAND
+from lsp_server.options import checked, structure_arguments
 from lsp_server.server import QuillLanguageServer
 from quill.grpc_metadata import routing_metadata
 from quill.v1 import quill_pb2 as pb
@@ -79,16 +82,20 @@ def _item(hit: pb.ApiHit) -> dict[str, Any]:
     }
 
 
-def _parse(args: tuple[Any, ...]) -> tuple[str, int]:
+@dataclass
+class SearchApiArguments:
+    query: str = checked(max_chars=1000)
+    # 0: serving's default (10); serving refuses more than 100.
+    limit: int = checked(0, low=0, high=100)
+
+
+def _parse(args: tuple[Any, ...]) -> SearchApiArguments:
     first = args[0] if args else None
     if isinstance(first, str):
-        return first, 0
-    if isinstance(first, dict) and isinstance(first.get("query"), str):
-        limit = first.get("limit", 0)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise JsonRpcInvalidParams("limit must be a non-negative integer")
-        return first["query"], limit
-    raise JsonRpcInvalidParams('quill.searchApi wants a query string or {"query": ...}')
+        first = {"query": first}
+    if not isinstance(first, dict):
+        raise JsonRpcInvalidParams('quill.searchApi wants a query string or {"query": ...}')
+    return structure_arguments(first, SearchApiArguments, SEARCH_API_COMMAND)
 
 
 async def search_api(ls: QuillLanguageServer, query: str, limit: int) -> dict[str, Any]:
@@ -118,5 +125,5 @@ async def search_api(ls: QuillLanguageServer, query: str, limit: int) -> dict[st
 def register(server: QuillLanguageServer) -> None:
     @server.command(SEARCH_API_COMMAND)
     async def on_search_api(ls: QuillLanguageServer, *args: Any) -> dict[str, Any]:
-        query, limit = _parse(args)
-        return await search_api(ls, query, limit)
+        arguments = _parse(args)
+        return await search_api(ls, arguments.query, arguments.limit)

@@ -32,6 +32,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.workspace import TextDocument
 
 from lsp_server.methods import REPAIR_COMMAND, REPAIR_LINE_COMMAND
+from lsp_server.options import checked, structure_arguments
 from lsp_server.progress import WorkDoneProgress
 from lsp_server.repair.client import (
     RepairError,
@@ -409,36 +410,56 @@ def _lines_of(selection: types.Range) -> tuple[int, int]:
     return selection.start.line, end
 
 
+# Zero-based line numbers, as LSP's uinteger bounds them.
+_MAX_LINE = 2**31 - 1
+
+
+@dataclass(kw_only=True)
+class _RepairOptions:
+    uri: str
+    apply: bool = False
+    hint: str = checked("", max_chars=1_000_000)
+    budget: int | None = checked(None, low=0, high=1024)
+    unguided: bool = False
+
+    def request(self, start_line: int, end_line: int) -> RepairRequest:
+        return RepairRequest(
+            uri=self.uri,
+            start_line=start_line,
+            end_line=end_line,
+            apply=self.apply,
+            hint=self.hint,
+            budget=self.budget,
+            unguided=self.unguided,
+        )
+
+
+@dataclass(kw_only=True)
+class RegionArguments(_RepairOptions):
+    start_line: int = checked(low=0, high=_MAX_LINE)
+    end_line: int | None = checked(None, low=0, high=_MAX_LINE)  # None: the start line
+
+
+@dataclass(kw_only=True)
+class LineArguments(_RepairOptions):
+    line: int = checked(low=0, high=_MAX_LINE)
+
+
 def _parse_arguments(args: tuple[Any, ...], line_command: bool) -> RepairRequest:
     """`quill.repair {uri, startLine, endLine, ...}`; `quill.repairLine {uri, line, ...}` or
     `quill.repairLine uri line`."""
     if line_command and len(args) >= 2 and isinstance(args[0], str):
-        options: dict[str, Any] = {"uri": args[0], "line": args[1]}
+        options: Any = {"uri": args[0], "line": args[1]}
     elif len(args) == 1 and isinstance(args[0], dict):
         options = args[0]
     else:
         raise JsonRpcInvalidParams("expected one object argument {uri, startLine, endLine}")
-    uri = options.get("uri")
-    if not isinstance(uri, str):
-        raise JsonRpcInvalidParams("`uri` must be a string")
     if line_command:
-        start = end = options.get("line")
-    else:
-        start, end = options.get("startLine"), options.get("endLine", options.get("startLine"))
-    if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool):
-        raise JsonRpcInvalidParams("the line numbers must be integers (zero-based)")
-    budget = options.get("budget")
-    if budget is not None and (not isinstance(budget, int) or budget < 0):
-        raise JsonRpcInvalidParams("`budget` must be a non-negative integer")
-    return RepairRequest(
-        uri=uri,
-        start_line=start,
-        end_line=end,
-        apply=bool(options.get("apply", False)),
-        hint=str(options.get("hint", "")),
-        budget=budget,
-        unguided=bool(options.get("unguided", False)),
-    )
+        line = structure_arguments(options, LineArguments, REPAIR_LINE_COMMAND)
+        return line.request(line.line, line.line)
+    region = structure_arguments(options, RegionArguments, REPAIR_COMMAND)
+    end = region.end_line if region.end_line is not None else region.start_line
+    return region.request(region.start_line, end)
 
 
 def register(server: QuillLanguageServer) -> None:

@@ -6,6 +6,10 @@ through the language server's `textDocument/inlineCompletion` (a `quill lsp` sub
 to that serving process). The three are interleaved prompt by prompt so machine noise hits them
 alike. Decoding is greedy and (a) uses exactly the prompt tokens and stop strings serving builds,
 so all paths generate the same tokens; the benchmark checks that.
+
+`--baseline CHECKOUT` adds, in the same run, a language server started from another checkout of
+Quill (an earlier commit, say): its start-up time and its inlineCompletion latency against the
+same serving process, interleaved with this checkout's, and the ratios between the two.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import statistics
 import sys
 import time
@@ -41,6 +46,13 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=3, help="passes over the prompt set")
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--model", default=None, help="model for both paths (default: bundled)")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="CHECKOUT",
+        help="also measure the language server of this checkout of Quill, side by side",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.set_defaults(func=run)
 
@@ -59,13 +71,14 @@ async def _run(args: argparse.Namespace) -> int:
 
     model = resolve_model(args.model)
     serve_args = ["--model", args.model] if args.model else []
-    lsp_start = await _measure_lsp_start()
+    lsp_start = await _measure_lsp_start(args.baseline)
 
     log = envs.cache_dir() / "bench-latency-serve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     serving = ServingProcess(serve_args, log_path=log).start()
     engine = None
     client = None
+    baseline = None
     try:
         from serving.engine.vllm_engine import VllmEngine
 
@@ -74,49 +87,76 @@ async def _run(args: argparse.Namespace) -> int:
             EngineConfig(model=model),
         )
         client = await _start_lsp_client(serving.address, args.max_tokens)
-        figures = await _measure(engine, model, serving.address, client, args)
+        if args.baseline is not None:
+            baseline = await _start_lsp_client(serving.address, args.max_tokens, args.baseline)
+        figures = await _measure(engine, model, serving.address, client, baseline, args)
     finally:
-        if client is not None:
-            await client.stop()
+        for started_client in (client, baseline):
+            if started_client is not None:
+                await started_client.stop()
         if engine is not None:
             engine.shutdown()
             engine = None
             gc.collect()  # finalize vLLM objects while the interpreter is intact
         serving.stop()
-    figures["lsp_start_s"] = round(statistics.median(lsp_start), 3)
-    figures["lsp_start_samples_s"] = [round(s, 3) for s in lsp_start]
+    figures["lsp_start_s"] = round(statistics.median(lsp_start["current"]), 3)
+    figures["lsp_start_samples_s"] = [round(s, 3) for s in lsp_start["current"]]
+    if args.baseline is not None:
+        figures["baseline"] = str(args.baseline)
+        figures["baseline_lsp_start_s"] = round(statistics.median(lsp_start["baseline"]), 3)
+        figures["baseline_lsp_start_samples_s"] = [round(s, 3) for s in lsp_start["baseline"]]
+        figures["lsp_start_over_baseline"] = round(
+            figures["lsp_start_s"] / figures["baseline_lsp_start_s"], 3
+        )
     figures["machine"] = machine_info()
     figures["model"] = args.model or DEFAULT_MODEL
     write_json(args.json, figures)
     return 0
 
 
-async def _measure_lsp_start() -> list[float]:
-    """Seconds from spawning `quill lsp` to its answer to `initialize`."""
+def _checkout_env(checkout: Path | None) -> dict[str, str] | None:
+    """The environment that makes `python -m quill` import `checkout` (None: this one)."""
+    if checkout is None:
+        return None
+    return {**os.environ, "PYTHONPATH": str(checkout.resolve())}
+
+
+async def _measure_lsp_start(baseline: Path | None) -> dict[str, list[float]]:
+    """Seconds from spawning `quill lsp` to its answer to `initialize`, for this checkout and
+    (taking turns with it) the baseline's."""
     from quill_cli.lsp_client import StdioLanguageClient
 
-    samples = []
+    checkouts: dict[str, Path | None] = {"current": None}
+    if baseline is not None:
+        checkouts["baseline"] = baseline
+    samples: dict[str, list[float]] = {name: [] for name in checkouts}
     for _ in range(LSP_START_SAMPLES):
-        # An address nobody listens on: start-up must not depend on serving.
-        client = StdioLanguageClient(Path.cwd(), {"servingAddress": "127.0.0.1:9"})
-        samples.append(await client.start())
-        await client.stop()
+        for name, checkout in checkouts.items():
+            # An address nobody listens on: start-up must not depend on serving.
+            client = StdioLanguageClient(Path.cwd(), {"servingAddress": "127.0.0.1:9"})
+            samples[name].append(await client.start(env=_checkout_env(checkout)))
+            await client.stop()
     return samples
 
 
-async def _start_lsp_client(address: str, max_tokens: int) -> Any:
+async def _start_lsp_client(address: str, max_tokens: int, checkout: Path | None = None) -> Any:
     from quill_cli.lsp_client import StdioLanguageClient
 
     client = StdioLanguageClient(
         Path.cwd(),
         {"servingAddress": address, "completionMode": "single", "maxTokens": max_tokens},
     )
-    await client.start()
+    await client.start(env=_checkout_env(checkout))
     return client
 
 
 async def _measure(
-    engine: Any, engine_model: str, address: str, client: Any, args: argparse.Namespace
+    engine: Any,
+    engine_model: str,
+    address: str,
+    client: Any,
+    baseline: Any,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     import grpc
 
@@ -132,8 +172,8 @@ async def _measure(
     budget = prompt_token_budget(engine.max_model_len, args.max_tokens, config.max_prompt_tokens)
     # Exactly the prompt serving builds for the same request.
     template = choose_template(config.fim_template, engine_model)
-    samples: dict[str, list[float]] = {"engine": [], "grpc": [], "lsp": []}
-    paired: dict[str, list[float]] = {"grpc": [], "lsp": []}
+    samples: dict[str, list[float]] = {"engine": [], "grpc": [], "lsp": [], "baseline": []}
+    paired: dict[str, list[float]] = {"grpc": [], "lsp": [], "lsp_over_baseline": []}
     mismatches: list[str] = []
     tokens_per_prompt: list[int] = []
     channel = grpc.aio.insecure_channel(address)
@@ -170,11 +210,11 @@ async def _measure(
         assert done is not None
         return time.perf_counter() - started, done
 
-    async def via_lsp(prefix: str) -> tuple[float, str]:
-        uri = client.open(bench_file, prefix)
+    async def via_lsp(prefix: str, lsp: Any) -> tuple[float, str]:
+        uri = lsp.open(bench_file, prefix)
         lines = prefix.split("\n")
         started = time.perf_counter()
-        items = await client.inline_completion(
+        items = await lsp.inline_completion(
             uri, len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2
         )
         elapsed = time.perf_counter() - started
@@ -185,8 +225,8 @@ async def _measure(
             for number, prefix in enumerate(PROMPTS):
                 # Rotate which path goes first: a path that runs right after another one
                 # shares the CPU with that engine's wind-down, so no path may always be second.
-                order = ["engine", "grpc", "lsp"]
-                shift = (round_index + number) % 3
+                order = ["engine", "grpc", "lsp", *(["baseline"] if baseline else [])]
+                shift = (round_index + number) % len(order)
                 timings: dict[str, float] = {}
                 for path in order[shift:] + order[:shift]:
                     if path == "engine":
@@ -195,8 +235,10 @@ async def _measure(
                         )
                     elif path == "grpc":
                         timings["grpc"], done = await via_grpc(prefix)
+                    elif path == "lsp":
+                        timings["lsp"], lsp_text = await via_lsp(prefix, client)
                     else:
-                        timings["lsp"], lsp_text = await via_lsp(prefix)
+                        timings["baseline"], _ = await via_lsp(prefix, baseline)
                 engine_s, grpc_s, lsp_s = timings["engine"], timings["grpc"], timings["lsp"]
                 if done.completion_tokens != engine_tokens:
                     mismatches.append(
@@ -212,6 +254,9 @@ async def _measure(
                 samples["lsp"].append(lsp_s)
                 paired["grpc"].append(grpc_s / engine_s)
                 paired["lsp"].append(lsp_s / engine_s)
+                if baseline:
+                    samples["baseline"].append(timings["baseline"])
+                    paired["lsp_over_baseline"].append(lsp_s / timings["baseline"])
                 print(
                     f"round {round_index} prompt {number}: engine {engine_s * 1e3:.0f} ms, "
                     f"gRPC {grpc_s * 1e3:.0f} ms, LSP {lsp_s * 1e3:.0f} ms ({engine_tokens} tokens)",
@@ -223,7 +268,16 @@ async def _measure(
     engine_summary = summarize_ms(samples["engine"])
     grpc_summary = summarize_ms(samples["grpc"])
     lsp_summary = summarize_ms(samples["lsp"])
+    comparison: dict[str, Any] = {}
+    if baseline:
+        comparison = {
+            "baseline_lsp": summarize_ms(samples["baseline"]),
+            "lsp_over_baseline_paired_median": round(
+                statistics.median(paired["lsp_over_baseline"]), 3
+            ),
+        }
     return {
+        **comparison,
         "engine": engine_summary,
         "grpc": grpc_summary,
         "lsp": lsp_summary,

@@ -22,37 +22,22 @@ from serving.api_search.catalog import WorkspaceCatalog
 from serving.api_search.index import ScoredEntry
 from serving.api_search.stdlib import load_stdlib
 from serving.api_search.tools import ApiToolsConfig, ToolSession
+from serving.config import ApiSearchConfig
 from serving.engine.base import Engine
 from serving.errors import InvalidRequestError
+from serving.request_limits import at_most, at_most_chars
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ApiSearchConfig:
-    # Hits returned when the request's limit is 0; requests above max_limit are refused.
-    default_limit: int = 10
-    max_limit: int = 100
-    # Longer queries are refused with INVALID_ARGUMENT (a query is a phrase or a name).
-    max_query_chars: int = 1000
-    # A SearchApi call (a person waiting) gives a workspace's catalog this long to take in
-    # the workspace's files and packages before answering from what it holds; searches inside
-    # completions never wait for it.
-    load_wait_s: float = 5.0
 
 
 def validate_query(query: str, limit: int, config: ApiSearchConfig) -> None:
     if not query.strip():
         raise InvalidRequestError("the API search query is empty")
-    if len(query) > config.max_query_chars:
-        raise InvalidRequestError(
-            f"the API search query is {len(query)} characters; the limit is "
-            f"{config.max_query_chars}"
-        )
+    # Checked at the edge too; searches from inside completions do not pass there.
+    at_most_chars("query", query, config.max_query_chars)
     if "\x00" in query:
         raise InvalidRequestError("the API search query contains NUL characters")
-    if limit > config.max_limit:
-        raise InvalidRequestError(f"limit {limit} exceeds the maximum {config.max_limit}")
+    at_most("limit", limit, config.max_limit)
 
 
 class ApiSearchService:

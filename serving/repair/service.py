@@ -32,13 +32,10 @@ logger = logging.getLogger(__name__)
 
 
 def validate(start: pb.RepairStart, settings: RepairConfig) -> Region:
+    """The region to repair; sizes were checked at the edge (serving/request_limits.py)."""
     text = start.text
     if not text.strip():
         raise InvalidRequestError("the file is empty; there is nothing to repair")
-    if len(text) > settings.max_file_chars:
-        raise InvalidRequestError(
-            f"the file has {len(text)} characters; the limit is {settings.max_file_chars}"
-        )
     if "\x00" in text:
         raise InvalidRequestError("the file contains NUL characters; binary files are not repaired")
     lines = tuple(text.split("\n"))
@@ -52,12 +49,6 @@ def validate(start: pb.RepairStart, settings: RepairConfig) -> Region:
     if last - first + 1 > settings.max_region_lines:
         raise InvalidRequestError(
             f"the region has {last - first + 1} lines; the limit is {settings.max_region_lines}"
-        )
-    if start.budget > settings.max_budget:
-        raise InvalidRequestError(f"budget {start.budget} exceeds the limit {settings.max_budget}")
-    if start.max_tokens > settings.max_tokens_limit:
-        raise InvalidRequestError(
-            f"max_tokens {start.max_tokens} exceeds the limit {settings.max_tokens_limit}"
         )
     if not 0.0 <= start.temperature <= 2.0:
         raise InvalidRequestError(f"temperature {start.temperature} is outside [0, 2]")

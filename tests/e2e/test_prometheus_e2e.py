@@ -292,7 +292,12 @@ async def test_prometheus_records_exact_retention_and_attribution(
     await main.suggest()
     # 6. Accepted in a document closed before its checks: reported at the close.
     closing = _Editor(
-        client, (data / "closing.ts").as_uri(), "const closed = computeInvoiceTotal(", language
+        client,
+        (data / "closing.ts").as_uri(),
+        'import { LineItem } from "./lineItem";\n'
+        "const items: LineItem[] = [{ price: 1, quantity: 1 }];\n"
+        "const closed = computeInvoiceTotal(",
+        language,
     )
     closed = await closing.suggest()
     await closing.accept(closed)

@@ -403,3 +403,26 @@ async def test_typing_on_keeps_the_request_in_flight_and_answers_from_it(
         stats = await execute(client, "quill.stats")
     assert len(engine.requests) == 1 and engine.aborted == []  # nothing thrown away
     assert stats["reusedInFlight"] == 1 and stats["superseded"] == 0
+
+
+async def test_settings_that_once_broke_completions_are_refused_and_completions_work(
+    client: LanguageClient,
+) -> None:
+    engine = ScriptedEngine(chunks=["a + b", "\n"])
+    async with in_process_serving(engine) as address:
+        await _initialize(
+            client,
+            servingAddress=address,
+            requestTimeoutS=float("nan"),
+            maxTokens=2**40,
+            retrievalTokenBudget=2**40,
+            debounceMs=1e12,
+            maxPrefixChars=100,
+        )
+        _open(client, "def add(a, b):\n    return \n")
+        result = await asyncio.wait_for(_complete(client, 1, 11), 10)
+        assert [item.insert_text for item in result.items] == ["a + b"]
+    (message,) = [m.message for m in client.messages if "settings" in m.message]
+    for key in ("requestTimeoutS", "maxTokens", "retrievalTokenBudget", "debounceMs"):
+        assert key in message
+    assert "maxPrefixChars" not in message  # a good key is taken

@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
+import math
+import typing
+
+import pytest
+
+from lsp_server.options import camel
 from lsp_server.settings import Settings, parse_settings
 
 
@@ -52,3 +59,83 @@ def test_boolean_settings_take_only_booleans() -> None:
     assert settings.stream_first_line is True and len(problems) == 1
     settings, problems = parse_settings({"maxTokens": True})  # not an int
     assert settings.max_tokens == 0 and len(problems) == 1
+
+
+NUMERIC_SETTINGS = [
+    camel(f.name)
+    for f in dataclasses.fields(Settings)
+    if typing.get_type_hints(Settings)[f.name] in (int, float)
+]
+BAD_NUMBERS = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e308,
+    2**40,
+    -1,
+    "5",
+    True,
+    None,
+    [1],
+]
+
+
+def test_every_numeric_setting_declares_both_bounds() -> None:
+    for f in dataclasses.fields(Settings):
+        if camel(f.name) in NUMERIC_SETTINGS:
+            rule = f.metadata.get("quill.rule")
+            assert rule is not None and rule.low is not None and rule.high is not None, f.name
+
+
+@pytest.mark.parametrize("key", NUMERIC_SETTINGS)
+@pytest.mark.parametrize("value", BAD_NUMBERS, ids=repr)
+def test_a_bad_number_is_named_and_keeps_its_default_while_good_keys_are_taken(
+    key: str, value: object
+) -> None:
+    good = {"completionMode": "multi"}
+    settings, problems = parse_settings({key: value, **good})
+    assert len(problems) == 1 and problems[0].startswith(f"{key} takes ")
+    assert settings == dataclasses.replace(Settings(), completion_mode="multi")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # Each of these once made every completion empty, an InternalError or unanswered.
+        ("requestTimeoutS", math.nan),
+        ("requestTimeoutS", math.inf),
+        ("requestTimeoutS", 1e308),
+        ("maxTokens", 2**40),
+        ("retrievalTokenBudget", 2**40),
+        ("debounceMs", 1e12),
+    ],
+)
+def test_the_settings_that_broke_completions_are_refused(key: str, value: object) -> None:
+    settings, problems = parse_settings({key: value})
+    assert settings == Settings()
+    assert problems == [problems[0]] and key in problems[0] and repr(value) in problems[0]
+
+
+def test_bounds_are_inclusive_unless_declared_otherwise() -> None:
+    settings, problems = parse_settings(
+        {"maxTokens": 8192, "debounceMs": 10_000, "minChanceInTime": 0, "requestTimeoutS": 3600}
+    )
+    assert problems == []
+    assert (settings.max_tokens, settings.debounce_ms) == (8192, 10_000)
+    _, problems = parse_settings({"minChanceInTime": 1, "requestTimeoutS": 0})
+    assert len(problems) == 2
+
+
+def test_integral_floats_are_integers_and_integers_are_numbers() -> None:
+    settings, problems = parse_settings({"maxTokens": 64.0, "requestTimeoutS": 3})
+    assert problems == []
+    assert settings.max_tokens == 64 and isinstance(settings.max_tokens, int)
+    assert settings.request_timeout_s == 3.0 and isinstance(settings.request_timeout_s, float)
+    _, problems = parse_settings({"maxTokens": 64.5})
+    assert problems == ["maxTokens takes integers from 0 to 8192, got 64.5"]
+
+
+def test_text_settings_refuse_other_types_and_lone_surrogates() -> None:
+    settings, problems = parse_settings({"pythonPath": "\ud800", "servingAddress": 50051})
+    assert settings == Settings()
+    assert [p.split(" ")[0] for p in problems] == ["servingAddress", "pythonPath"]

@@ -53,3 +53,21 @@ def test_insertion_keeps_required_parameters_only() -> None:
     assert insertion(constant) == ("os.sep", "os.sep$0")
     builtin = pb.ApiEntry(qualified_name="builtins.len", kind="function", signature="len(obj, /)")
     assert insertion(builtin)[0] == "len(obj)"
+
+
+async def test_bad_arguments_are_invalid_params_naming_the_field(client: LanguageClient) -> None:
+    # Nothing listens there: the workspace sync fails at once (with retrieval off it would
+    # extract the environment's package APIs instead, a minute of CPU on a loaded machine).
+    await initialize(client, servingAddress="127.0.0.1:9", retrieval=True)
+    for arguments, message in (
+        ({"query": "json", "limit": 2**40}, "limit takes integers from 0 to 100"),
+        ({"query": "json", "limit": -1}, "limit takes integers"),
+        ({"query": "json", "limit": "5"}, "limit takes integers"),
+        ({"query": "json", "limit": True}, "limit takes integers"),
+        ({"query": "json", "colour": "red"}, "unknown argument 'colour'"),
+        ({"limit": 5}, "query is required"),
+        ({"query": "x" * 1001}, "query takes text of at most 1000 characters"),
+    ):
+        with pytest.raises(JsonRpcException, match=message) as caught:
+            await execute(client, "quill.searchApi", arguments)
+        assert caught.value.code == -32602, arguments

@@ -9,9 +9,10 @@ import contextlib
 import pytest
 import pytest_lsp
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from lsp_server.features.repair import RepairRequest, _parse_arguments
 from lsp_server.settings import parse_settings
 from quill.v1 import quill_pb2 as pb
 from quill_cli.launcher import free_port
@@ -340,3 +341,34 @@ def test_repair_settings_are_validated() -> None:
     settings, problems = parse_settings({"repairBudget": 12, "pythonPath": "/usr/bin/python3"})
     assert problems == [] and settings.repair_budget == 12
     assert settings.python_path == "/usr/bin/python3"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "line_command", "message"),
+    [
+        ({"uri": URI, "line": -1}, True, "line takes integers from 0"),
+        ({"uri": URI, "line": 1.5}, True, "line takes integers"),
+        ({"uri": URI, "line": 1, "budget": 2**40}, True, "budget takes integers from 0 to 1024"),
+        ({"uri": URI, "line": 1, "budget": -1}, True, "budget"),
+        ({"uri": URI, "line": 1, "apply": "yes"}, True, "apply takes true or false"),
+        ({"uri": URI, "startLine": 2, "endLine": -3}, False, "endLine takes integers from 0"),
+        ({"uri": URI, "startLine": 2, "colour": 1}, False, "unknown argument 'colour'"),
+        ({"startLine": 2}, False, "uri is required"),
+        ({"uri": URI}, False, "startLine is required"),
+    ],
+)
+def test_command_arguments_are_checked_once_naming_each_bad_field(
+    arguments: dict[str, object], line_command: bool, message: str
+) -> None:
+    with pytest.raises(JsonRpcInvalidParams, match=message) as caught:
+        _parse_arguments((arguments,), line_command)
+    assert caught.value.code == -32602
+
+
+def test_command_arguments_in_both_forms() -> None:
+    assert _parse_arguments((URI, 4), line_command=True) == RepairRequest(URI, 4, 4)
+    region = {"uri": URI, "startLine": 1, "endLine": 3, "budget": 8, "hint": "h", "apply": True}
+    assert _parse_arguments((region,), line_command=False) == RepairRequest(
+        URI, 1, 3, apply=True, hint="h", budget=8
+    )
+    assert _parse_arguments(({"uri": URI, "startLine": 2},), False) == RepairRequest(URI, 2, 2)

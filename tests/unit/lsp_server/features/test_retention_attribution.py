@@ -30,6 +30,7 @@ HELPERS_TEXT = (
 LINE_ITEM_BEFORE = "data class LineItem(\n    val price: Double,\n)\n"
 LINE_ITEM_AFTER = "data class LineItem(\n    val price: Double,\n    val quantity: Int,\n)\n"
 MAIN_TEXT = "val items = listOf(LineItem(price = 3.0, quantity = 2))\nval total = "
+CLOSED_TEXT = "val items = listOf(LineItem(price = 1.0, quantity = 1))\nval closed = "
 SUGGESTION = "computeInvoiceTotal(items, taxRate)"
 
 
@@ -108,9 +109,9 @@ async def test_retention_and_attribution_of_a_scripted_session(
 
         # 3. Accepted in another document that closes before its checks: both are reported at
         #    the close with what was known then (all of it).
-        open_document(client, closed_uri, "val closed = ", LANGUAGE)
-        closed = (await complete(client, closed_uri, 0, 13)).items[0]
-        edit(client, closed_uri, 2, (0, 13), (0, 13), SUGGESTION)
+        open_document(client, closed_uri, CLOSED_TEXT, LANGUAGE)
+        closed = (await complete(client, closed_uri, 1, 13)).items[0]
+        edit(client, closed_uri, 2, (1, 13), (1, 13), SUGGESTION)
         await execute(client, closed.command.command, *closed.command.arguments)
         client.text_document_did_close(
             types.DidCloseTextDocumentParams(
