@@ -150,8 +150,10 @@ def calls_bind(source: str, line: int, task: CrossFileTask, package: str) -> boo
 
 
 def static_pass(task: CrossFileTask, predicted: str, package: str) -> bool:
-    """The completed file parses, the line's names resolve, its calls of the other module's
-    name bind to the real signature."""
+    """A suggestion was made, the completed file parses, the line's names resolve, its calls of
+    the other module's name bind to the real signature."""
+    if not predicted.strip():
+        return False  # no suggestion passes nothing
     source = completed_source(task, predicted)
     line = task.line + 1
     try:

@@ -57,6 +57,7 @@ def test_wrong_lines_fail(tasks: list[CrossFileTask]) -> None:
     too_many = task.target.replace(f"{task.symbol}(", f"{task.symbol}(1, 2, 3, 4, 5, 6, 7, 8, ", 1)
     assert not static_pass(task, too_many, "click")
     assert not exact_match("pass", task)
+    assert not static_pass(task, "  ", "click")  # no suggestion
 
 
 def test_names_resolve_sees_scopes() -> None:
