@@ -157,3 +157,16 @@ async def test_retention_and_attribution_of_a_scripted_session(
         assert prompt.count("// file: LineItem.kt\n") == 1
         assert prompt.count("val quantity: Int,") == 1
         assert prompt.rindex("// file: ") > prompt.index("val quantity: Int,")
+
+
+async def test_unusable_check_delays_are_reported_once_and_the_defaults_kept(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    await initialize(client, root=tmp_path, servingAddress="127.0.0.1:9", retentionChecksS=[45])
+    for _ in range(50):
+        messages = [m.message for m in client.messages if "retentionChecksS" in m.message]
+        if messages:
+            break
+        await asyncio.sleep(0.1)
+    assert len(messages) == 1
+    assert "[45] are not check delays" in messages[0] and "defaults used" in messages[0]
