@@ -9,6 +9,7 @@ from lsp_server.features import (
     inline_completion,
     lifecycle,
     repair,
+    retention,
     workspace_sync,
 )
 from lsp_server.server import QuillLanguageServer
@@ -20,6 +21,7 @@ FEATURES = (
     documents,
     inline_completion,
     acceptance,
+    retention,
     workspace_sync,
     repair,
     api_search,

@@ -56,7 +56,8 @@ class QuillLanguageServer(LanguageServer):
         # background work: the workspace sync, say).
         self.initialized_hooks: list[Callable[[], Awaitable[None] | None]] = []
         self.shutdown_hooks: list[Callable[[], Awaitable[None] | None]] = []
-        # Called with a document's uri after each change, and when it closes.
+        # Called with a document's uri when it opens, after each change, and when it closes.
+        self.open_listeners: list[Callable[[str], None]] = []
         self.document_listeners: list[Callable[[str], None]] = []
         self.close_listeners: list[Callable[[str], None]] = []
 

@@ -7,11 +7,12 @@ reported once and its default is kept, so a typo in an editor config never stops
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lsp_server.options import checked, checked_factory, structure_leniently
 from quill import envs
+from quill.retention_checks import DEFAULT_CHECKS_S
 
 COMPLETION_MODES = ("auto", "single", "multi")
 # The largest document, file or prompt part the language server will hold: the gRPC messages to
@@ -79,6 +80,17 @@ class Settings:
     # generating; the editor's next request (after accepting or typing it) gets the block from
     # the same generation. Off: wait for the whole block.
     stream_first_line: bool = True
+    # Prompt context from the editor itself (lsp_server/completion/snippets.py): windows of the
+    # other open documents and the regions edited recently that are most similar to the code at
+    # the cursor, sent with each request and placed by serving beside the retrieved chunks,
+    # within retrievalTokenBudget.
+    context_open_documents: bool = True
+    context_recent_edits: bool = True
+    # Seconds after a suggestion is first accepted at which the language server checks how much
+    # of it is still in the document and reports it (lsp_server/retention.py); [] turns the
+    # checks off. Each one of quill/retention_checks.py's CHECK_DELAYS_S, ascending, at most 5
+    # (checked when the checks start, lsp_server/features/retention.py).
+    retention_checks_s: list[int] = field(default_factory=lambda: list(DEFAULT_CHECKS_S))
     # Repair: the Python interpreter whose environment Jedi completes against ("": the
     # workspace's .venv if it has one, else the environment Jedi finds itself).
     python_path: str = checked("", max_chars=4096)

@@ -13,8 +13,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from lsp_server.completion.inflight import CompletionRecord, InFlight
+from lsp_server.completion.snippets import RecentEdits, WindowCache
 from lsp_server.completion.timing import AnswerTimes, Clock, PauseHistory
 from lsp_server.completion.typeahead import TokenUsage, TypeAheadCache
+from lsp_server.retention import RetentionTracker
 
 
 @dataclass
@@ -70,6 +72,12 @@ class SessionState:
     streamed_blocks: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=1000))
     # Whether the client takes quill/inlineCompletionRefresh.
     inline_completion_refresh: bool = False
+    # Context from the editor (lsp_server/completion/snippets.py): the regions edited last, and
+    # the open documents' windows.
+    recent_edits: RecentEdits = field(default_factory=RecentEdits)
+    windows: WindowCache = field(default_factory=WindowCache)
+    # Accepted suggestions followed for the retention checks (lsp_server/retention.py).
+    retention: RetentionTracker = field(default_factory=RetentionTracker)
     # Set once the first workspace sync has finished (or given up), so a search waits for it.
     workspace_synced: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -85,3 +93,5 @@ class SessionState:
         if state is not None and state.inflight is not None and not state.inflight.call.done():
             state.inflight.call.cancel()
         self.typeahead.forget(uri)
+        self.recent_edits.closed(uri)
+        self.windows.forget(uri)

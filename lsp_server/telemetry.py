@@ -51,6 +51,8 @@ class ShownSuggestion:
     latency_s: float = 0.0
     accepted_chars: int = 0
     resolved: bool = False
+    # pb.SuggestionOrigin of the item last returned for it (fresh, type-ahead, reused, streamed).
+    origin: pb.SuggestionOrigin = pb.SUGGESTION_ORIGIN_UNSPECIFIED
 
 
 class Telemetry:
@@ -80,8 +82,14 @@ class Telemetry:
 
     def _enqueue(self, **fields: Any) -> None:
         event = self._build(fields)
-        if event is None:
-            return
+        if event is not None:
+            self.report(event)
+
+    def report(self, event: pb.SuggestionEvent) -> None:
+        """Queue an event; other parts of the server report theirs (retention checks) here."""
+        suggestion = self._suggestions.get(event.suggestion_id)
+        if not event.origin and suggestion is not None:
+            event.origin = suggestion.origin
         if len(self._queue) >= self._max_queued:
             self._queue.popleft()
             self._count_dropped()
@@ -105,14 +113,28 @@ class Telemetry:
         self.dropped_total += 1
 
     def returned(
-        self, suggestion_id: str, uri: str, text: str, language: str, latency_s: float
+        self,
+        suggestion_id: str,
+        uri: str,
+        text: str,
+        language: str,
+        latency_s: float,
+        origin: pb.SuggestionOrigin = pb.SUGGESTION_ORIGIN_UNSPECIFIED,
     ) -> None:
-        """A suggestion went back to the editor; an earlier unaccepted one there is superseded."""
+        """A suggestion went back to the editor; an earlier unaccepted one there is superseded.
+
+        The same suggestion again (its rest after type-ahead, more of a streamed block) is not
+        shown anew: only how its latest item was produced changes."""
+        known = self._suggestions.get(suggestion_id)
+        if known is not None:
+            known.origin = origin or known.origin
+            self._latest_by_uri[uri] = suggestion_id
+            return
         previous = self._latest_by_uri.get(uri)
         if previous is not None and previous in self._suggestions:
             self._resolve_rejected(self._suggestions[previous])
         self._suggestions[suggestion_id] = ShownSuggestion(
-            suggestion_id, uri, text, language_label(language), latency_s
+            suggestion_id, uri, text, language_label(language), latency_s, origin=origin
         )
         self._latest_by_uri[uri] = suggestion_id
         if len(self._suggestions) > 1000:  # forget the oldest

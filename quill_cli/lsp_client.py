@@ -108,6 +108,15 @@ class StdioLanguageClient:
             )
         return uri
 
+    def close(self, uri: str) -> None:
+        """The editor closed the document (the next `open` opens it afresh)."""
+        if self._versions.pop(uri, None) is not None:
+            self.client.text_document_did_close(
+                types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri)
+                )
+            )
+
     async def inline_completion(
         self, uri: str, line: int, character: int, automatic: bool = False
     ) -> list[types.InlineCompletionItem]:

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from quill.attribution import context_label
 from quill.v1 import quill_pb2 as pb
 from serving import metrics
 from serving.config import CompletionConfig
+from serving.editor_context import validate_snippets
 from serving.engine.base import Engine, GenerationRequest
 from serving.errors import InvalidRequestError
 from serving.events import new_record
@@ -64,6 +66,11 @@ class _Prompt:
     def mode_name(self) -> str:
         return _MODE_NAMES[self.mode]
 
+    @property
+    def context(self) -> str:
+        """The kinds of context in the prompt, as the bounded attribution label."""
+        return context_label(self.context_sources, self.tools.tool_calls if self.tools else [])
+
 
 @dataclass
 class _Streamed:
@@ -86,6 +93,7 @@ def _validate(request: pb.CompleteRequest) -> None:
         raise InvalidRequestError(
             "the document contains NUL characters; binary files are not completed"
         )
+    validate_snippets(request.context.snippets)
 
 
 class CompletionService:
@@ -244,7 +252,13 @@ class CompletionService:
                         # events may come for it before the final text is known.
                         self._registry.add(
                             suggestion_id,
-                            new_record(prompt.tenant, request.language, prompt.mode_name, ready),
+                            new_record(
+                                prompt.tenant,
+                                request.language,
+                                prompt.mode_name,
+                                ready,
+                                prompt.context,
+                            ),
                         )
                     yield pb.CompleteResponse(
                         delta=pb.TextDelta(
@@ -271,12 +285,16 @@ class CompletionService:
             _account_generation(prompt, streamed.tokens, outcome)
 
     def _register(self, suggestion_id: str, prompt: _Prompt, language: str, text: str) -> None:
-        """Record the suggestion (or its final length), so editors' events can name it."""
+        """Record the suggestion (or its final length and context), so editors' events can
+        name it."""
         registered = self._registry.get(suggestion_id, prompt.tenant)
         if registered is not None:
             registered.length = len(text)
+            registered.context = prompt.context
         elif text:
-            record = new_record(prompt.tenant, language, prompt.mode_name, len(text))
+            record = new_record(
+                prompt.tenant, language, prompt.mode_name, len(text), prompt.context
+            )
             self._registry.add(suggestion_id, record)
 
     def _final_message(

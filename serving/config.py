@@ -105,6 +105,15 @@ class CompletionConfig:
         help="fill-in-the-middle template: auto (from the model), none (prefix-only), starcoder, "
         "qwen2.5-coder, deepseek-coder, codellama or codestral",
     )
+    max_context_snippets: int = option(
+        16, help="more editor snippets (ContextOptions.snippets) are refused (INVALID_ARGUMENT)"
+    )
+    max_snippet_chars: int = option(
+        8_000, help="a longer editor snippet is refused (INVALID_ARGUMENT)"
+    )
+    max_snippets_chars: int = option(
+        32_000, help="editor snippets longer than this together are refused (INVALID_ARGUMENT)"
+    )
 
 
 @dataclass

@@ -1,10 +1,13 @@
-"""Extra prompt context (retrieved chunks, API signatures) rendered before the document prefix.
+"""Extra prompt context (retrieved chunks, the editor's snippets, API signatures) rendered
+before the document prefix.
 
 Each block is introduced by a comment naming where it comes from ("file: path" for a chunk of
-another workspace file, "api: ..." for catalog entries), in the language's comment syntax, so a
-model reads the prompt as several files concatenated, as in repository-level pre-training.
-Blocks are taken best first while they fit the token budget, then written best LAST: the most
-relevant text ends up nearest the cursor. Every block that went in becomes a pb.ContextSource.
+another workspace file or an editor snippet, "api: ..." for catalog entries), in the language's
+comment syntax, so a model reads the prompt as several files concatenated, as in
+repository-level pre-training. Rankings from several sources are fused (reciprocal rank fusion)
+and duplicates left out (`fuse_blocks`); blocks are taken best first while they fit the token
+budget, then written best LAST: the most relevant text ends up nearest the cursor. Every block
+that went in becomes a pb.ContextSource.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from quill.v1 import quill_pb2 as pb
+from retrieval.fusion import reciprocal_rank_fusion
 
 # Below this many free tokens no block is worth trying.
 _MIN_BLOCK_TOKENS = 8
@@ -37,7 +41,8 @@ def line_comment(language: str) -> str:
 
 @dataclass(frozen=True)
 class ContextBlock:
-    # "retrieval" (a chunk of a workspace file) or "api_search" (catalog entries).
+    # "retrieval" (a chunk of a workspace file), "open_document" or "recent_edit" (the
+    # editor's snippets) or "api_search" (catalog entries).
     kind: str
     path: str
     # One-based, inclusive; 0 when not a file region.
@@ -45,6 +50,18 @@ class ContextBlock:
     end_line: int
     text: str
     score: float = 0.0
+
+    def repeats(self, other: ContextBlock) -> bool:
+        """Whether this block says again what `other` says: the same text, or lines of the same
+        file that overlap."""
+        if self.text.strip() == other.text.strip():
+            return True
+        return (
+            bool(self.path)
+            and self.path == other.path
+            and self.start_line <= other.end_line
+            and other.start_line <= self.end_line
+        )
 
 
 @dataclass(frozen=True)
@@ -54,8 +71,24 @@ class RenderedContext:
     tokens: int = 0
 
 
+def fuse_blocks(rankings: Sequence[Sequence[ContextBlock]]) -> list[ContextBlock]:
+    """One ranking from several (each best first) by reciprocal rank fusion, where a block that
+    repeats one ranked before it is left out. On a tie the earlier ranking's block comes first."""
+    blocks = [block for ranking in rankings for block in ranking]
+    ids: list[list[int]] = []
+    for ranking in rankings:
+        start = sum(len(r) for r in ids)
+        ids.append(list(range(start, start + len(ranking))))
+    fused: list[ContextBlock] = []
+    for index, _ in reciprocal_rank_fusion(ids):
+        block = blocks[index]
+        if not any(block.repeats(kept) for kept in fused):
+            fused.append(block)
+    return fused
+
+
 def _render_block(block: ContextBlock, comment: str) -> str:
-    if block.kind == "retrieval":
+    if block.kind != "api_search":
         header = f"{comment} file: {block.path}"
     else:
         header = f"{comment} api: {block.path}" if block.path else f"{comment} api"

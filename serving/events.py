@@ -3,7 +3,8 @@
 Events must name a suggestion serving issued to the same tenant; language and mode come from
 serving's own record, not from the client; character counts are clamped to the suggestion's
 length; each suggestion is counted shown once, accepted at most up to its length, rejected once.
-Whatever is dropped or clamped is counted in quill_events_rejected_total by reason.
+Whatever is dropped or clamped is counted in quill_events_rejected_total by reason. Attribution
+(serving/attribution.py) and retention checks (serving/retention.py) are counted the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections import Counter
 from collections.abc import Mapping
 
 from quill.v1 import quill_pb2 as pb
-from serving import metrics
+from serving import attribution, metrics
+from serving.retention import count_retained
 from serving.suggestions import SuggestionRecord, SuggestionRegistry
 from serving.tenant_metrics import TenantLabels
 
@@ -71,6 +73,7 @@ class EventRecorder:
             record.shown = True
             metrics.SUGGESTIONS_SHOWN.labels(*labels).inc()
             metrics.SUGGESTION_CHARS_SHOWN.labels(*labels).inc(record.length)
+            attribution.count_shown(record.context, event)
             if 0 < event.client_latency_ms < 600_000:
                 metrics.STAGE_DURATION.labels("client_end_to_end").observe(
                     event.client_latency_ms / 1e3
@@ -93,7 +96,9 @@ class EventRecorder:
                 self._apply(
                     tenant,
                     pb.SuggestionEvent(
-                        suggestion_id=event.suggestion_id, kind=pb.SUGGESTION_EVENT_KIND_SHOWN
+                        suggestion_id=event.suggestion_id,
+                        kind=pb.SUGGESTION_EVENT_KIND_SHOWN,
+                        origin=event.origin,
                     ),
                 )
             first = record.accepted_chars == 0
@@ -104,6 +109,8 @@ class EventRecorder:
                 metrics.SUGGESTIONS_ACCEPTED.labels(*labels).inc()
             elif first:
                 metrics.SUGGESTIONS_PARTIALLY_ACCEPTED.labels(*labels).inc()
+            if first:
+                attribution.count_accepted(record.context, event)
             return None
         if kind == pb.SUGGESTION_EVENT_KIND_REJECTED:
             if record.rejected or record.accepted_chars:
@@ -111,6 +118,8 @@ class EventRecorder:
             record.rejected = True
             metrics.SUGGESTIONS_REJECTED.labels(*labels).inc()
             return None
+        if kind == pb.SUGGESTION_EVENT_KIND_RETAINED:
+            return count_retained(record, event)
         return "unknown_kind"
 
 
@@ -131,7 +140,13 @@ def bounded_typed_chars(typed: Mapping[str, int]) -> tuple[dict[str, int], bool]
     return bounded, sum(per_label.values()) > MAX_TYPED_CHARS_PER_BATCH
 
 
-def new_record(tenant: str, language: str, mode: str, length: int) -> SuggestionRecord:
+def new_record(
+    tenant: str, language: str, mode: str, length: int, context: str = "none"
+) -> SuggestionRecord:
     return SuggestionRecord(
-        tenant=tenant, language=metrics.language_label(language), mode=mode, length=length
+        tenant=tenant,
+        language=metrics.language_label(language),
+        mode=mode,
+        length=length,
+        context=context,
     )

@@ -147,3 +147,38 @@ API_TOOL_FAILURES = Counter(
     "without the tool.",
     ["trigger", "outcome"],
 )
+SUGGESTION_CHARS_RETAINED = Counter(
+    "quill_suggestion_chars_retained",
+    "Characters of accepted suggestions still in the document at a check `after` the first "
+    "acceptance (longest common subsequence of the accepted text and its region then).",
+    ["language", "mode", "after"],
+)
+SUGGESTION_CHARS_CHECKED = Counter(
+    "quill_suggestion_chars_checked",
+    "Characters accepted of suggestions whose retention was checked at `after` (the "
+    "denominator of the retention rate).",
+    ["language", "mode", "after"],
+)
+# Attribution: which context went into a suggestion's prompt (`context`: the kinds of
+# ContextSource joined by "+", or "none"; bounded by serving.attribution) and how the item
+# concerned was produced (`origin`: fresh, type_ahead, reused, streamed, unspecified).
+CONTEXT_SUGGESTIONS_SHOWN = Counter(
+    "quill_context_suggestions_shown",
+    "Suggestions shown, by the context in their prompt and how the item was produced.",
+    ["context", "origin"],
+)
+CONTEXT_SUGGESTIONS_ACCEPTED = Counter(
+    "quill_context_suggestions_accepted",
+    "Suggestions accepted (whole or a first part), by context and origin.",
+    ["context", "origin"],
+)
+CONTEXT_CHARS_RETAINED = Counter(
+    "quill_context_chars_retained",
+    "Characters of accepted suggestions still in the document at a check, by context and origin.",
+    ["context", "origin", "after"],
+)
+CONTEXT_CHARS_CHECKED = Counter(
+    "quill_context_chars_checked",
+    "Characters accepted of suggestions checked for retention, by context and origin.",
+    ["context", "origin", "after"],
+)

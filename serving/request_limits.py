@@ -74,6 +74,16 @@ class RequestLimits:
                 f"{config.max_context_chars}"
             )
         at_most("limits.max_tokens", request.limits.max_tokens, config.max_tokens_limit)
+        snippets = request.context.snippets
+        at_most_items("context.snippets", snippets, config.max_context_snippets)
+        for snippet in snippets:
+            at_most_chars("context.snippets[].text", snippet.text, config.max_snippet_chars)
+            at_most_chars("context.snippets[].path", snippet.path, self._limits.max_path_chars)
+        at_most(
+            "context.snippets[].text together",
+            sum(len(snippet.text) for snippet in snippets),
+            config.max_snippets_chars,
+        )
 
     def _sync_workspace(self, request: pb.SyncWorkspaceRequest) -> None:
         limits = self._limits

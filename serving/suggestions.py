@@ -16,10 +16,12 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quill.attribution import CONTEXT_KINDS, NO_CONTEXT
+from quill.retention_checks import CHECK_DELAYS_S
 from serving import metrics
 
 logger = logging.getLogger(__name__)
@@ -28,8 +30,9 @@ logger = logging.getLogger(__name__)
 # events come seconds to minutes after their suggestion: the newest records are what matters.
 PERSISTED_RECORDS = 20_000
 SAVE_INTERVAL_S = 30.0
-# 2: each record names its tenant (version 1 files, from before tenants, are not loaded).
-_FORMAT_VERSION = 2
+# 2: each record names its tenant; 3: and its context label and the retention checks counted
+# (older files are not loaded).
+_FORMAT_VERSION = 3
 _MAX_TENANT_CHARS = 256
 _MODES = ("single", "multi")
 _MAX_ID_CHARS = 64
@@ -45,6 +48,10 @@ class SuggestionRecord:
     shown: bool = False
     accepted_chars: int = 0
     rejected: bool = False
+    # Kinds of context in the prompt, as a bounded label (serving/attribution.py).
+    context: str = "none"
+    # Retention checks (seconds after acceptance) already counted.
+    retention_checks: set[int] = field(default_factory=set)
 
 
 class SuggestionRegistry:
@@ -83,7 +90,18 @@ class SuggestionRegistry:
         records change there)."""
         newest = itertools.islice(reversed(self._records.items()), PERSISTED_RECORDS)
         rows = [
-            [sid, r.tenant, r.language, r.mode, r.length, r.shown, r.accepted_chars, r.rejected]
+            [
+                sid,
+                r.tenant,
+                r.language,
+                r.mode,
+                r.length,
+                r.shown,
+                r.accepted_chars,
+                r.rejected,
+                r.context,
+                sorted(r.retention_checks),
+            ]
             for sid, r in newest
         ]
         rows.reverse()
@@ -144,7 +162,18 @@ class SuggestionRegistry:
 def _parse_row(row: Any) -> tuple[str, SuggestionRecord] | None:
     """One saved record, checked field by field; None when anything is off."""
     with contextlib.suppress(TypeError, ValueError):
-        suggestion_id, tenant, language, mode, length, shown, accepted, rejected = row
+        (
+            suggestion_id,
+            tenant,
+            language,
+            mode,
+            length,
+            shown,
+            accepted,
+            rejected,
+            context,
+            checks,
+        ) = row
         if not (
             isinstance(suggestion_id, str)
             and 0 < len(suggestion_id) <= _MAX_ID_CHARS
@@ -158,9 +187,26 @@ def _parse_row(row: Any) -> tuple[str, SuggestionRecord] | None:
             and 0 <= accepted <= length
             and isinstance(shown, bool)
             and isinstance(rejected, bool)
+            and _is_context_label(context)
+            and isinstance(checks, list)
+            and all(check in CHECK_DELAYS_S for check in checks)
         ):
             return None
         label = metrics.language_label(language)  # the label set stays bounded
-        record = SuggestionRecord(tenant, label, mode, length, shown, accepted, rejected)
+        record = SuggestionRecord(
+            tenant, label, mode, length, shown, accepted, rejected, context, set(checks)
+        )
         return suggestion_id, record
     return None
+
+
+def _is_context_label(value: Any) -> bool:
+    """One of quill/attribution.py's labels (kinds in their order, joined by "+")."""
+    if value == NO_CONTEXT:
+        return True
+    if not isinstance(value, str):
+        return False
+    kinds = value.split("+")
+    return all(kind in CONTEXT_KINDS for kind in kinds) and kinds == sorted(
+        set(kinds), key=CONTEXT_KINDS.index
+    )

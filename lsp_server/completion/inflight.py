@@ -17,6 +17,7 @@ from typing import Any
 from lsp_server.completion.timing import FRESH_LINE
 from lsp_server.completion.typeahead import typed_since
 from lsp_server.serving_client import Completion
+from quill.attribution import context_label
 from quill.v1 import quill_pb2 as pb
 
 # A generation that has not caught up with this much of the user's typing is a new context, not
@@ -176,6 +177,16 @@ class CompletionRecord:
     outcome: str
     seconds: float
     place: str  # lsp_server.completion.timing's kind of place
+    # The context that went into its prompt (quill/attribution.py's label; "" if it failed).
+    context: str = ""
+
+
+def context_of(flight: InFlight) -> str:
+    """The finished call's context label, from what serving said went into the prompt."""
+    completion = flight.result()
+    if completion is None:
+        return ""
+    return context_label(completion.done.context_sources, completion.done.tool_calls)
 
 
 def outcome_of(flight: InFlight) -> str:

@@ -4,7 +4,7 @@
 - Copilot-compatible notifications, where clients send them: `textDocument/didShowCompletion`
   ({item}) and `textDocument/didPartiallyAcceptCompletion` ({item, acceptedLength}).
 Events go to serving in batches (lsp_server/telemetry.py); `quill.stats` shows this session's
-counts.
+counts. Accepted text is followed for the retention checks (lsp_server/retention.py).
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ def _suggestion_id(item: types.InlineCompletionItem) -> str | None:
     return suggestion_id if isinstance(suggestion_id, str) else None
 
 
+def _source(ls: QuillLanguageServer, uri: str) -> str | None:
+    document = ls.open_document(uri)
+    return document.source if document is not None else None
+
+
 def register(server: QuillLanguageServer) -> None:
     @server.command(ACCEPT_COMMAND)
     def accept(ls: QuillLanguageServer, *args: Any) -> None:
@@ -54,6 +59,7 @@ def register(server: QuillLanguageServer) -> None:
         ls.state.counters.accepted += 1
         ls.state.counters.accepted_chars += suggestion.accepted_chars
         ls.state.typeahead.forget(suggestion.uri)
+        ls.state.retention.accepted(suggestion_id, length, lambda uri: _source(ls, uri))
         logger.info("suggestion %s accepted", suggestion_id)
 
     @server.feature(DID_SHOW_COMPLETION)
@@ -67,8 +73,10 @@ def register(server: QuillLanguageServer) -> None:
         ls: QuillLanguageServer, params: DidPartiallyAcceptCompletionParams
     ) -> None:
         suggestion_id = _suggestion_id(params.item)
-        if suggestion_id is not None and params.accepted_length > 0:
-            ls.telemetry.partially_accepted(suggestion_id, params.accepted_length)
+        length = params.accepted_length
+        if suggestion_id is not None and length > 0:
+            ls.telemetry.partially_accepted(suggestion_id, length)
+            ls.state.retention.accepted(suggestion_id, length, lambda uri: _source(ls, uri))
 
     @server.command(STATS_COMMAND)
     def stats(ls: QuillLanguageServer, *args: Any) -> dict[str, Any]:
@@ -84,6 +92,7 @@ def register(server: QuillLanguageServer) -> None:
             "eventsDelivered": ls.telemetry.delivered_total,
             "eventsDropped": ls.telemetry.dropped_total,
             "eventsMalformed": ls.telemetry.malformed_total,
+            "retentionChecks": state.retention.reported,
             "typeAheadHits": state.typeahead.hits,
             # What is kept per document (freed when it closes).
             "documentsKept": {
@@ -108,6 +117,8 @@ def register(server: QuillLanguageServer) -> None:
                     "outcome": record.outcome,
                     "seconds": round(record.seconds, 3),
                     "place": record.place,
+                    "suggestionId": record.suggestion_id,
+                    "context": record.context,
                 }
                 for record in state.completion_log
             ],

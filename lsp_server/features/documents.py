@@ -1,4 +1,4 @@
-"""Document changes and closes: count what the user typed (for the share of code from
+"""Document opens, changes and closes: count what the user typed (for the share of code from
 suggestions), tell the features that follow documents, free a closed document's state."""
 
 from __future__ import annotations
@@ -9,6 +9,12 @@ from lsp_server.server import QuillLanguageServer
 
 
 def register(server: QuillLanguageServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def on_open(ls: QuillLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+        # pygls has already made its copy of the document.
+        for listener in ls.open_listeners:
+            listener(params.text_document.uri)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: QuillLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
         # pygls has already applied the changes to its copy of the document.

@@ -23,8 +23,10 @@ from lsp_server.completion.inflight import (
     SUFFIX_HEAD_CHARS,
     CompletionRecord,
     InFlight,
+    context_of,
     outcome_of,
 )
+from lsp_server.completion.snippets import CHARS_PER_TOKEN, OpenDocument, choose_snippets
 from lsp_server.completion.timing import place_kind, wait_before_asking, worth_going_on
 from lsp_server.completion.trigger import choose_mode
 from lsp_server.completion.typeahead import ANCHOR_CHARS, typed_since
@@ -43,9 +45,12 @@ from quill.v1 import quill_pb2 as pb
 logger = logging.getLogger(__name__)
 
 _EMPTY = types.InlineCompletionList(items=[])
+# Serving's default retrieval budget, which the editor's snippets share when the setting is 0.
+_DEFAULT_CONTEXT_TOKENS = 512
 
 
 def register(server: QuillLanguageServer) -> None:
+    server.open_listeners.append(lambda uri: _opened(server, uri))
     server.document_listeners.append(lambda uri: _keystroke(server, uri))
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
@@ -106,17 +111,33 @@ class _Request:
     def superseded(self) -> bool:
         return self.state.latest_request != self.number
 
-    def answer(self, suggestion_id: str, text: str, tokens: int) -> types.InlineCompletionList:
+    def answer(
+        self, suggestion_id: str, text: str, tokens: int, origin: pb.SuggestionOrigin
+    ) -> types.InlineCompletionList:
         """Show `text` and remember it for type-ahead and telemetry."""
         ls = self.ls
         ls.state.counters.shown += 1
-        ls.telemetry.returned(
-            suggestion_id, self.uri, text, self.language, time.perf_counter() - self.started
-        )
         ls.state.typeahead.remember(
             self.uri, self.context.offset, self.context.prefix, suggestion_id, text, tokens
         )
         ls.state.token_usage.shown(suggestion_id, tokens)
+        return self.offer(suggestion_id, text, origin)
+
+    def offer(
+        self, suggestion_id: str, text: str, origin: pb.SuggestionOrigin
+    ) -> types.InlineCompletionList:
+        """The item for `text` at the cursor; telemetry and the retention checks learn how it
+        was produced (`origin`, a pb.SuggestionOrigin) and where it goes."""
+        ls = self.ls
+        ls.telemetry.returned(
+            suggestion_id,
+            self.uri,
+            text,
+            self.language,
+            time.perf_counter() - self.started,
+            origin,
+        )
+        ls.state.retention.offered(suggestion_id, self.uri, self.context.offset, text, origin)
         return _items(self.position, suggestion_id, text)
 
 
@@ -150,7 +171,7 @@ def _from_typeahead(request: _Request) -> types.InlineCompletionList | None:
     if hit is None:
         return None
     request.ls.state.token_usage.shown(hit.suggestion_id, hit.tokens)
-    return _items(request.position, hit.suggestion_id, hit.remaining)
+    return request.offer(hit.suggestion_id, hit.remaining, pb.SUGGESTION_ORIGIN_TYPE_AHEAD)
 
 
 async def _reuse_in_flight(request: _Request) -> types.InlineCompletionList | None:
@@ -169,7 +190,8 @@ async def _reuse_in_flight(request: _Request) -> types.InlineCompletionList | No
         request.ls.state.counters.reused += 1
         text, tokens = answer
         previous.showing(len(typed) + len(text))
-        return request.answer(previous.suggestion_id, text, tokens)
+        origin = pb.SUGGESTION_ORIGIN_STREAMED if previous.stream else pb.SUGGESTION_ORIGIN_REUSED
+        return request.answer(previous.suggestion_id, text, tokens, origin)
     if request.superseded:
         return _EMPTY  # a newer request came meanwhile: it decides
     return None
@@ -201,6 +223,7 @@ async def _ask(request: _Request) -> types.InlineCompletionList:
         context=pb.ContextOptions(
             disable_retrieval=not settings.retrieval,
             retrieval_token_budget=settings.retrieval_token_budget,
+            snippets=_editor_snippets(request),
         ),
     )
     multi = complete.mode == pb.COMPLETION_MODE_MULTI_LINE
@@ -219,6 +242,7 @@ async def _ask(request: _Request) -> types.InlineCompletionList:
         return _EMPTY
     text, tokens = answer
     ls.state.answer_times.record(multi, ls.state.clock.now() - flight.asked_at)
+    origin: pb.SuggestionOrigin = pb.SUGGESTION_ORIGIN_FRESH
     if not flight.call.done():
         # The block goes on generating: the client is told as lines come (where it takes
         # refreshes), and the next request gets them; unless its next line would likely
@@ -228,12 +252,58 @@ async def _ask(request: _Request) -> types.InlineCompletionList:
         ls.state.counters.early_first_lines += 1
         if not _next_line_in_time(ls, request.state, flight):
             flight.stop()
-    return request.answer(flight.suggestion_id, text, tokens)
+        origin = pb.SUGGESTION_ORIGIN_STREAMED
+    return request.answer(flight.suggestion_id, text, tokens, origin)
+
+
+def _editor_snippets(request: _Request) -> list[pb.ContextSnippet]:
+    """Windows of the other open documents and recently edited regions most like the code at
+    the cursor (lsp_server/completion/snippets.py), for serving to place in the prompt."""
+    ls, context = request.ls, request.context
+    settings = ls.settings
+    if not (settings.context_open_documents or settings.context_recent_edits):
+        return []
+    line = request.position.line
+    sent = (line - context.prefix.count("\n"), line + context.suffix.count("\n"))
+    documents = [
+        OpenDocument(uri, document.version or 0, document.source)
+        for uri, document in ls.workspace.text_documents.items()
+    ]
+    budget = (settings.retrieval_token_budget or _DEFAULT_CONTEXT_TOKENS) * CHARS_PER_TOKEN
+    chosen = choose_snippets(
+        context.prefix,
+        request.uri,
+        sent,
+        documents,
+        ls.state.recent_edits if settings.context_recent_edits else None,
+        ls.state.windows if settings.context_open_documents else None,
+        budget,
+    )
+    return [
+        pb.ContextSnippet(
+            kind=snippet.kind,
+            path=ls.relative_path(snippet.uri),
+            start_line=snippet.start_line + 1,
+            end_line=snippet.end_line + 1,
+            text=snippet.text,
+            score=snippet.score,
+        )
+        for snippet in chosen
+    ]
+
+
+def _opened(ls: QuillLanguageServer, uri: str) -> None:
+    document = ls.open_document(uri)
+    if document is not None and ls.settings.context_recent_edits:
+        ls.state.recent_edits.opened(uri, document.source)
 
 
 def _keystroke(ls: QuillLanguageServer, uri: str) -> None:
-    if ls.open_document(uri) is None:
+    document = ls.open_document(uri)
+    if document is None:
         return  # not open: nothing kept for it
+    if ls.settings.context_recent_edits:
+        ls.state.recent_edits.changed(uri, document.source)
     now = ls.state.clock.now()
     state = ls.state.document(uri)
     if state.open_pause is not None:
@@ -358,6 +428,7 @@ def _settle(request: _Request, flight: InFlight) -> None:
             outcome=outcome_of(flight),
             seconds=time.perf_counter() - request.started,
             place=flight.kind,
+            context=context_of(flight),
         )
     )
     text = flight.final_text()

@@ -38,8 +38,10 @@ def register(server: QuillLanguageServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: QuillLanguageServer, params: None) -> None:
-        await ls.telemetry.close()  # deliver what is queued, briefly
+        # Features settle their work first (the retention checks send what they know), then
+        # telemetry delivers what is queued, briefly.
         await _run(ls.shutdown_hooks)
+        await ls.telemetry.close()
         if ls.serving is not None:
             await ls.serving.close()
             ls.serving = None

@@ -21,6 +21,15 @@ class SuggestionEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUGGESTION_EVENT_KIND_ACCEPTED: _ClassVar[SuggestionEventKind]
     SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED: _ClassVar[SuggestionEventKind]
     SUGGESTION_EVENT_KIND_REJECTED: _ClassVar[SuggestionEventKind]
+    SUGGESTION_EVENT_KIND_RETAINED: _ClassVar[SuggestionEventKind]
+
+class SuggestionOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUGGESTION_ORIGIN_UNSPECIFIED: _ClassVar[SuggestionOrigin]
+    SUGGESTION_ORIGIN_FRESH: _ClassVar[SuggestionOrigin]
+    SUGGESTION_ORIGIN_TYPE_AHEAD: _ClassVar[SuggestionOrigin]
+    SUGGESTION_ORIGIN_REUSED: _ClassVar[SuggestionOrigin]
+    SUGGESTION_ORIGIN_STREAMED: _ClassVar[SuggestionOrigin]
 COMPLETION_MODE_UNSPECIFIED: CompletionMode
 COMPLETION_MODE_SINGLE_LINE: CompletionMode
 COMPLETION_MODE_MULTI_LINE: CompletionMode
@@ -29,6 +38,12 @@ SUGGESTION_EVENT_KIND_SHOWN: SuggestionEventKind
 SUGGESTION_EVENT_KIND_ACCEPTED: SuggestionEventKind
 SUGGESTION_EVENT_KIND_PARTIALLY_ACCEPTED: SuggestionEventKind
 SUGGESTION_EVENT_KIND_REJECTED: SuggestionEventKind
+SUGGESTION_EVENT_KIND_RETAINED: SuggestionEventKind
+SUGGESTION_ORIGIN_UNSPECIFIED: SuggestionOrigin
+SUGGESTION_ORIGIN_FRESH: SuggestionOrigin
+SUGGESTION_ORIGIN_TYPE_AHEAD: SuggestionOrigin
+SUGGESTION_ORIGIN_REUSED: SuggestionOrigin
+SUGGESTION_ORIGIN_STREAMED: SuggestionOrigin
 
 class Position(_message.Message):
     __slots__ = ("line", "character")
@@ -69,14 +84,32 @@ class CompleteRequest(_message.Message):
     def __init__(self, workspace_id: _Optional[str] = ..., file_path: _Optional[str] = ..., language: _Optional[str] = ..., prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., cursor: _Optional[_Union[Position, _Mapping]] = ..., mode: _Optional[_Union[CompletionMode, str]] = ..., limits: _Optional[_Union[CompletionLimits, _Mapping]] = ..., context: _Optional[_Union[ContextOptions, _Mapping]] = ...) -> None: ...
 
 class ContextOptions(_message.Message):
-    __slots__ = ("disable_retrieval", "retrieval_token_budget", "disable_api_search")
+    __slots__ = ("disable_retrieval", "retrieval_token_budget", "disable_api_search", "snippets")
     DISABLE_RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     DISABLE_API_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    SNIPPETS_FIELD_NUMBER: _ClassVar[int]
     disable_retrieval: bool
     retrieval_token_budget: int
     disable_api_search: bool
-    def __init__(self, disable_retrieval: _Optional[bool] = ..., retrieval_token_budget: _Optional[int] = ..., disable_api_search: _Optional[bool] = ...) -> None: ...
+    snippets: _containers.RepeatedCompositeFieldContainer[ContextSnippet]
+    def __init__(self, disable_retrieval: _Optional[bool] = ..., retrieval_token_budget: _Optional[int] = ..., disable_api_search: _Optional[bool] = ..., snippets: _Optional[_Iterable[_Union[ContextSnippet, _Mapping]]] = ...) -> None: ...
+
+class ContextSnippet(_message.Message):
+    __slots__ = ("kind", "path", "start_line", "end_line", "text", "score")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    START_LINE_FIELD_NUMBER: _ClassVar[int]
+    END_LINE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    path: str
+    start_line: int
+    end_line: int
+    text: str
+    score: float
+    def __init__(self, kind: _Optional[str] = ..., path: _Optional[str] = ..., start_line: _Optional[int] = ..., end_line: _Optional[int] = ..., text: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class ContextSource(_message.Message):
     __slots__ = ("kind", "path", "start_line", "end_line", "score", "tokens")
@@ -167,16 +200,20 @@ class CompleteResponse(_message.Message):
     def __init__(self, delta: _Optional[_Union[TextDelta, _Mapping]] = ..., done: _Optional[_Union[CompletionDone, _Mapping]] = ...) -> None: ...
 
 class SuggestionEvent(_message.Message):
-    __slots__ = ("suggestion_id", "kind", "chars", "client_latency_ms")
+    __slots__ = ("suggestion_id", "kind", "chars", "client_latency_ms", "origin", "retained_after_s")
     SUGGESTION_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CHARS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    RETAINED_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     suggestion_id: str
     kind: SuggestionEventKind
     chars: int
     client_latency_ms: float
-    def __init__(self, suggestion_id: _Optional[str] = ..., kind: _Optional[_Union[SuggestionEventKind, str]] = ..., chars: _Optional[int] = ..., client_latency_ms: _Optional[float] = ...) -> None: ...
+    origin: SuggestionOrigin
+    retained_after_s: int
+    def __init__(self, suggestion_id: _Optional[str] = ..., kind: _Optional[_Union[SuggestionEventKind, str]] = ..., chars: _Optional[int] = ..., client_latency_ms: _Optional[float] = ..., origin: _Optional[_Union[SuggestionOrigin, str]] = ..., retained_after_s: _Optional[int] = ...) -> None: ...
 
 class ReportEventsRequest(_message.Message):
     __slots__ = ("events", "typed_chars", "undelivered_events")

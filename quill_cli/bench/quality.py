@@ -1,10 +1,15 @@
-"""`quill bench quality`: HumanEval infilling through the real serving path.
+"""`quill bench quality`: HumanEval infilling through the real serving path, and a
+repository-level set for the context sources.
 
-Each task becomes what an editor would send: the code before the hole as prefix, a blank line at
-the cursor, the code after the hole as suffix, in single-line mode for the single-line set and
-multi-line mode for the multi-line set. The suggestion goes through the same prompt building and
-post-processing a user gets (gRPC `Complete` of a `quill serve` process); the completed program
-then runs the task's tests in a subprocess with a timeout.
+Each HumanEval task becomes what an editor would send: the code before the hole as prefix, a
+blank line at the cursor, the code after the hole as suffix, in single-line mode for the
+single-line set and multi-line mode for the multi-line set. The suggestion goes through the same
+prompt building and post-processing a user gets (gRPC `Complete` of a `quill serve` process);
+the completed program then runs the task's tests in a subprocess with a timeout.
+
+The `repo_context` set (quill_cli/bench/repo_context.py) hides lines of a real package that call
+a name defined in another of its files, and asks a real `quill lsp` with each context source on
+and off (open documents, recent edits, retrieval).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import random
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,12 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quill_cli.bench import repo_context
 from quill_cli.bench.report import machine_info, write_json
 
 SETS = {
     "single_line": ("HumanEval-SingleLineInfilling.jsonl.gz", "single"),
     "multi_line": ("HumanEval-MultiLineInfilling.jsonl.gz", "multi"),
 }
+# The repository-level set and its conditions (quill_cli/bench/repo_context.py).
+REPO_SET = "repo_context"
 EXEC_TIMEOUT_S = 10.0
 
 
@@ -97,7 +106,20 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     p = bench.add_parser("quality", help="HumanEval single/multi-line infilling pass rate")
     p.add_argument("--limit", type=int, default=None, help="tasks per set (sampled with --seed)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sets", default="single_line,multi_line")
+    p.add_argument(
+        "--sets", default="single_line,multi_line", help=f"of {', '.join([*SETS, REPO_SET])}"
+    )
+    p.add_argument(
+        "--repo",
+        type=Path,
+        default=Path(sysconfig.get_paths()["purelib"]) / "click",
+        help="installed package the repo_context set is built from",
+    )
+    p.add_argument(
+        "--conditions",
+        default="none,open_documents,recent_edits,retrieval,all",
+        help="context conditions of the repo_context set",
+    )
     p.add_argument("--data", type=Path, default=None, help="humaneval-infilling folder")
     p.add_argument(
         "--address", default=None, help="use this running serving instead of starting one"
@@ -118,26 +140,40 @@ async def _run(args: argparse.Namespace) -> int:
 
     data = args.data or default_data_dir()
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SETS]
+    unknown = [n for n in names if n not in SETS and n != REPO_SET]
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    unknown += [c for c in conditions if c not in repo_context.CONDITIONS]
     if unknown:
-        print(f"unknown sets {unknown}; known: {', '.join(SETS)}", file=sys.stderr)
+        known = ", ".join([*SETS, REPO_SET, *repo_context.CONDITIONS])
+        print(f"unknown sets or conditions {unknown}; known: {known}", file=sys.stderr)
         return 2
     serving = None
     address = args.address
+    # Workspaces the repo_context set syncs live here, never in the user's cache.
+    data_dir = tempfile.TemporaryDirectory(prefix="quill-bench-quality-")
     if address is None:
         log = envs.cache_dir() / "bench-quality-serve.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        serving = ServingProcess(["--model", args.model] if args.model else [], log_path=log)
+        serve_args = ["--data-dir", data_dir.name]
+        serving = ServingProcess(
+            serve_args + (["--model", args.model] if args.model else []), log_path=log
+        )
         address = serving.start().address
     try:
         figures: dict[str, Any] = {}
         for name in names:
+            if name == REPO_SET:
+                figures[name] = await repo_context.score(
+                    args.repo, args.limit or 30, args.seed, address, conditions
+                )
+                continue
             file_name, mode = SETS[name]
             tasks = load_tasks(data / file_name, args.limit, args.seed)
             figures[name] = await _score(tasks, mode, address, args.concurrency)
     finally:
         if serving is not None:
             serving.stop()
+        data_dir.cleanup()
     figures.update(
         {"seed": args.seed, "limit": args.limit, "model": args.model or "smollm2-135m",
          "machine": machine_info()}

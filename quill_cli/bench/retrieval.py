@@ -19,7 +19,6 @@ retrieval on completions through the real serving path.
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import hashlib
 import random
@@ -30,10 +29,10 @@ import sys
 import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quill_cli.bench.cross_file import CrossFileTask, build_tasks
 from quill_cli.bench.report import machine_info, summarize_ms, write_json
 
 _SITE = Path(sysconfig.get_paths()["purelib"])
@@ -256,62 +255,6 @@ async def _save_to_searchable(embedder: Any, tree: Path, files: int = 12) -> dic
 # ---- completions with and without retrieval ----
 
 
-@dataclass(frozen=True)
-class Task:
-    path: str
-    line: int  # zero-based
-    prefix: str
-    suffix: str
-    target: str
-    symbol: str
-
-
-def build_tasks(repo: Path, limit: int, seed: int, per_file: int = 3) -> list[Task]:
-    """Lines that use a name the file imports from another module of the same package."""
-    package = repo.name
-    sources = {
-        p.relative_to(repo).as_posix(): p.read_text("utf-8")
-        for p in sorted(repo.rglob("*.py"))
-        if "test" not in p.name
-    }
-    tasks: list[Task] = []
-    for path, text in sources.items():
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
-            continue
-        imported: set[str] = set()
-        import_lines: set[int] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (
-                node.level > 0 or (node.module or "").split(".")[0] == package
-            ):
-                imported.update(a.asname or a.name for a in node.names if a.name != "*")
-                import_lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-        if not imported:
-            continue
-        lines = text.split("\n")
-        candidates = []
-        for number, line in enumerate(lines):
-            stripped = line.strip()
-            if number + 1 in import_lines or not 12 <= len(stripped) <= 90:
-                continue
-            if stripped.startswith(("def ", "class ", "@", "#", "import ", "from ", '"', "'")):
-                continue
-            used = [n for n in imported if re.search(rf"\b{re.escape(n)}\s*[(.]", stripped)]
-            if used:
-                candidates.append((number, used[0]))
-        rng = random.Random(f"{seed}:{path}")
-        for number, symbol in rng.sample(candidates, min(per_file, len(candidates))):
-            line = lines[number]
-            indent = line[: len(line) - len(line.lstrip())]
-            prefix = "\n".join(lines[:number]) + "\n" + indent
-            suffix = "\n" + "\n".join(lines[number + 1 :])
-            tasks.append(Task(path, number, prefix, suffix, line.strip(), symbol))
-    random.Random(seed).shuffle(tasks)
-    return tasks[:limit]
-
-
 def identifiers(text: str) -> list[str]:
     return _IDENTIFIER.findall(text)
 
@@ -381,7 +324,7 @@ async def _completions(repo: Path, limit: int, seed: int) -> dict[str, Any]:
     return results
 
 
-async def _complete(stub: Any, workspace_id: str, task: Task, retrieval: bool) -> Any:
+async def _complete(stub: Any, workspace_id: str, task: CrossFileTask, retrieval: bool) -> Any:
     from quill.v1 import quill_pb2 as pb
 
     request = pb.CompleteRequest(

@@ -1,5 +1,6 @@
-"""`quill stats`: acceptance, share of code from suggestions and latency per stage, from a
-serving /metrics endpoint or from Prometheus, printed and optionally drawn as a PNG."""
+"""`quill stats`: acceptance, retained characters, acceptance and retention by context source,
+share of code from suggestions and latency per stage, from a serving /metrics endpoint or from
+Prometheus, printed and optionally drawn as a PNG."""
 
 from __future__ import annotations
 
@@ -17,6 +18,45 @@ STAGES = ("queue_wait", "prompt_build", "time_to_first_token", "decode", "postpr
           "client_end_to_end")  # fmt: skip
 
 
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else math.nan
+
+
+def _after_key(after: str) -> int:
+    """Sort "30s" before "120s"."""
+    return int(after.rstrip("s")) if after.rstrip("s").isdigit() else 0
+
+
+@dataclass
+class Retention:
+    """Characters still there at each check / characters accepted of the suggestions checked."""
+
+    # after ("30s") -> [retained, checked]
+    by_after: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, after: str, retained: float, checked: float) -> None:
+        pair = self.by_after.setdefault(after, [0.0, 0.0])
+        pair[0] += retained
+        pair[1] += checked
+
+    def rates(self) -> dict[str, float]:
+        ordered = sorted(self.by_after.items(), key=lambda item: _after_key(item[0]))
+        return {after: _ratio(retained, checked) for after, (retained, checked) in ordered}
+
+
+@dataclass
+class ContextStats:
+    """One context source's (a label of quill_context_*) suggestions."""
+
+    shown: float = 0.0
+    accepted: float = 0.0
+    retention: Retention = field(default_factory=Retention)
+
+    @property
+    def acceptance_rate(self) -> float:
+        return _ratio(self.accepted, self.shown)
+
+
 @dataclass
 class Stats:
     shown: float = 0.0
@@ -25,6 +65,14 @@ class Stats:
     chars_typed: float = 0.0
     # stage -> {"p50": seconds, "p95": seconds}
     latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    retention: Retention = field(default_factory=Retention)
+    # context label ("none", "retrieval", "open_document+retrieval", ...) -> its counts
+    by_context: dict[str, ContextStats] = field(default_factory=dict)
+    # origin label -> suggestions accepted
+    accepted_by_origin: dict[str, float] = field(default_factory=dict)
+
+    def context(self, label: str) -> ContextStats:
+        return self.by_context.setdefault(label, ContextStats())
 
     @property
     def acceptance_rate(self) -> float:
@@ -43,6 +91,17 @@ class Stats:
             "chars_accepted": self.chars_accepted,
             "chars_typed": self.chars_typed,
             "share_of_code_from_suggestions": self.share_of_code,
+            "retention_rate": self.retention.rates(),
+            "by_context": {
+                label: {
+                    "shown": c.shown,
+                    "accepted": c.accepted,
+                    "acceptance_rate": c.acceptance_rate,
+                    "retention_rate": c.retention.rates(),
+                }
+                for label, c in sorted(self.by_context.items())
+            },
+            "accepted_by_origin": self.accepted_by_origin,
             "latency_s": self.latency,
         }
 
@@ -67,13 +126,48 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     return lower_bound
 
 
+# Series summed by their labels (after, context, origin) into retention and attribution.
+_LABELLED = (
+    "quill_suggestion_chars_retained_total",
+    "quill_suggestion_chars_checked_total",
+    "quill_context_suggestions_shown_total",
+    "quill_context_suggestions_accepted_total",
+    "quill_context_chars_retained_total",
+    "quill_context_chars_checked_total",
+)
+
+
+def _add_labelled(stats: Stats, samples: list[tuple[str, dict[str, str], float]]) -> None:
+    """Sum the retention and attribution series into `stats` (samples of _LABELLED)."""
+    for name, labels, value in samples:
+        after = labels.get("after", "")
+        context = labels.get("context", "none")
+        if name == "quill_suggestion_chars_retained_total":
+            stats.retention.add(after, value, 0.0)
+        elif name == "quill_suggestion_chars_checked_total":
+            stats.retention.add(after, 0.0, value)
+        elif name == "quill_context_suggestions_shown_total":
+            stats.context(context).shown += value
+        elif name == "quill_context_suggestions_accepted_total":
+            stats.context(context).accepted += value
+            origin = labels.get("origin", "unspecified")
+            stats.accepted_by_origin[origin] = stats.accepted_by_origin.get(origin, 0.0) + value
+        elif name == "quill_context_chars_retained_total":
+            stats.context(context).retention.add(after, value, 0.0)
+        elif name == "quill_context_chars_checked_total":
+            stats.context(context).retention.add(after, 0.0, value)
+
+
 def stats_from_metrics_text(text: str) -> Stats:
     from prometheus_client.parser import text_string_to_metric_families
 
     totals: dict[str, float] = {}
     buckets: dict[str, dict[float, float]] = {}
+    labelled: list[tuple[str, dict[str, str], float]] = []
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            if sample.name in _LABELLED:
+                labelled.append((sample.name, sample.labels, sample.value))
             if sample.name == "quill_stage_duration_seconds_bucket":
                 per_stage = buckets.setdefault(sample.labels["stage"], {})
                 bound = float(sample.labels["le"])
@@ -86,6 +180,7 @@ def stats_from_metrics_text(text: str) -> Stats:
         chars_accepted=totals.get("quill_suggestion_chars_accepted_total", 0.0),
         chars_typed=totals.get("quill_chars_typed_total", 0.0),
     )
+    _add_labelled(stats, labelled)
     for stage, per_stage in buckets.items():
         pairs = list(per_stage.items())
         stats.latency[stage] = {
@@ -96,11 +191,14 @@ def stats_from_metrics_text(text: str) -> Stats:
 
 
 def stats_from_prometheus(url: str, window: str) -> Stats:
-    def scalar(promql: str) -> float:
+    def vector(promql: str) -> list[tuple[dict[str, str], float]]:
         query = urllib.parse.urlencode({"query": promql})
         body = json.loads(urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10).read())
-        result = body["data"]["result"]
-        return float(result[0]["value"][1]) if result else math.nan
+        return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
+
+    def scalar(promql: str) -> float:
+        result = vector(promql)
+        return result[0][1] if result else math.nan
 
     def increase(name: str) -> float:
         value = scalar(f"sum(increase({name}[{window}]))")
@@ -112,6 +210,12 @@ def stats_from_prometheus(url: str, window: str) -> Stats:
         chars_accepted=increase("quill_suggestion_chars_accepted_total"),
         chars_typed=increase("quill_chars_typed_total"),
     )
+    labelled = [
+        (name, labels, value)
+        for name in _LABELLED
+        for labels, value in vector(f"sum by (after, context, origin) (increase({name}[{window}]))")
+    ]
+    _add_labelled(stats, labelled)
     for stage in STAGES:
         rate = (
             f'sum by (le) (rate(quill_stage_duration_seconds_bucket{{stage="{stage}"}}[{window}]))'
@@ -135,8 +239,34 @@ def render(stats: Stats) -> str:
         f"   acceptance rate {pct(stats.acceptance_rate)}",
         f"characters accepted   {stats.chars_accepted:,.0f}   typed {stats.chars_typed:,.0f}"
         f"   share of code from suggestions {pct(stats.share_of_code)}",
-        "latency per stage       p50 ms     p95 ms",
     ]
+    checks = list(stats.retention.rates())
+    if checks:
+        lines.append(
+            "retained characters   "
+            + "   ".join(f"after {a} {pct(r)}" for a, r in stats.retention.rates().items())
+        )
+    if stats.by_context:
+        width = max(16, *(len(label) + 1 for label in stats.by_context))
+        header = f"by context source{'':<{width - 15}}{'shown':>8} {'accepted':>9} {'rate':>7}"
+        lines.append(header + "".join(f" {'kept ' + a:>11}" for a in checks))
+        for label, context in sorted(stats.by_context.items(), key=lambda item: -item[1].shown):
+            rates = context.retention.rates()
+            lines.append(
+                f"  {label:<{width}}{context.shown:>8,.0f} {context.accepted:>9,.0f} "
+                f"{pct(context.acceptance_rate):>7}"
+                + "".join(f" {pct(rates.get(a, math.nan)):>11}" for a in checks)
+            )
+    if stats.accepted_by_origin:
+        total = sum(stats.accepted_by_origin.values())
+        lines.append(
+            "accepted by origin    "
+            + "   ".join(
+                f"{origin} {pct(_ratio(count, total))}"
+                for origin, count in sorted(stats.accepted_by_origin.items())
+            )
+        )
+    lines.append("latency per stage       p50 ms     p95 ms")
     for stage in STAGES:
         if stage in stats.latency:
             p = stats.latency[stage]
@@ -173,7 +303,9 @@ def draw_png(stats: Stats, path: Path, title: str) -> None:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "stats", help="acceptance, share of code and latency from /metrics or Prometheus"
+        "stats",
+        help="acceptance, retention, context sources, share of code and latency from /metrics "
+        "or Prometheus",
     )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--metrics-url", default="http://127.0.0.1:9400/metrics")

@@ -148,6 +148,7 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
         "QuillEngineDown",
         "QuillServingAbsent",
         "QuillAcceptanceCollapsed",
+        "QuillRetentionLow",
     }
     cases = [
         case
@@ -183,6 +184,10 @@ def test_alert_thresholds() -> None:
     assert "quill:acceptance_rate:5m < 0.05" in acceptance["expr"]
     assert "quill:suggestions_shown:rate5m >" in acceptance["expr"]
     assert acceptance["for"] == "30m"
+    retention = rules["QuillRetentionLow"]
+    assert 'quill:retention_rate:5m{after="600s"} < 0.5' in retention["expr"]
+    assert 'quill_suggestion_chars_checked_total{after="600s"}[5m])) > 1' in retention["expr"]
+    assert retention["for"] == "1h"
     for rule in rules.values():
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
@@ -231,6 +236,10 @@ def test_dashboard_shows_what_operators_need() -> None:
         "vllm:num_requests_running",
         "vllm:num_requests_waiting",
         "vllm:kv_cache_usage_perc",
+        "quill:retention_rate:5m",
+        "quill:acceptance_rate_by_context:5m",
+        "quill:retention_rate_by_context:5m",
+        "quill:accepted_share_by_origin:5m",
     } <= used
 
 
@@ -350,7 +359,12 @@ def serving_exposition_names() -> set[str]:
 def test_metric_names_used_are_exported_by_serving() -> None:
     used = metric_names_used(OPS)
     # Sanity: the scan finds Quill's and vLLM's series, and only raw names.
-    assert {"quill_suggestions_shown_total", "vllm:kv_cache_usage_perc"} <= used
+    assert {
+        "quill_suggestions_shown_total",
+        "vllm:kv_cache_usage_perc",
+        "quill_suggestion_chars_retained_total",
+        "quill_context_chars_checked_total",
+    } <= used
     assert not any(name.startswith("quill:") for name in used)
     assert "up" not in used
     missing = used - serving_exposition_names()
@@ -373,4 +387,5 @@ def test_rule_expressions_are_all_found() -> None:
     sources = [expression.source for expression in rule_expressions(OPS)]
     assert "quill-alerts.yml: QuillEngineDown" in sources
     assert "quill-recording.yml: quill:code_share:5m" in sources
-    assert len(sources) == 16
+    assert "quill-recording.yml: quill:retention_rate_by_context:5m" in sources
+    assert len(sources) == 23

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -13,18 +14,20 @@ from tests.conftest import ROOT
 async def initialize(
     client: LanguageClient,
     capabilities: types.ClientCapabilities | None = None,
+    root: Path = ROOT,
     **options: Any,
 ) -> types.InitializeResult:
     """Initialize with `options` as initializationOptions (camelCase settings).
 
     Workspace sync (retrieval) is off unless a test turns it on: the root is this repository,
-    which other tests have no reason to upload and index.
+    which other tests have no reason to upload and index. A `root` without Python files also
+    spares serving the API catalog of the packages they import.
     """
     options.setdefault("retrieval", False)
     return await client.initialize_session(
         types.InitializeParams(
             capabilities=capabilities or types.ClientCapabilities(),
-            root_uri=ROOT.as_uri(),
+            root_uri=root.as_uri(),
             initialization_options=options,
         )
     )

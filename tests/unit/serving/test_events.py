@@ -255,3 +255,124 @@ async def test_tenants_are_metric_labels_only_when_the_operator_opts_in(tmp_path
     for metric in REGISTRY.collect():
         if metric.name.startswith("quill_") and not metric.name.startswith("quill_tenant_"):
             assert all("tenant" not in s.labels for s in metric.samples), metric.name
+
+
+RETAINED = pb.SUGGESTION_EVENT_KIND_RETAINED
+TYPE_AHEAD = pb.SUGGESTION_ORIGIN_TYPE_AHEAD
+FRESH = pb.SUGGESTION_ORIGIN_FRESH
+
+
+def retained(
+    suggestion_id: str, chars: int, after_s: int, origin: int = FRESH
+) -> pb.SuggestionEvent:
+    return pb.SuggestionEvent(
+        suggestion_id=suggestion_id,
+        kind=RETAINED,
+        chars=chars,
+        retained_after_s=after_s,
+        origin=origin,  # type: ignore[arg-type]
+    )
+
+
+def test_retention_checks_count_once_each_by_language_mode_and_delay() -> None:
+    registry = SuggestionRegistry()
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    registry.add(a, new_record(TENANT, "ruby", "single", 12, context="open_document+retrieval"))
+    registry.add(b, new_record(TENANT, "ruby", "single", 8))
+    recorder = EventRecorder(registry)
+    labels = {"language": "ruby", "mode": "single"}
+    before = {
+        (name, after): value(name, **labels, after=after)
+        for name in (
+            "quill_suggestion_chars_retained_total",
+            "quill_suggestion_chars_checked_total",
+        )
+        for after in ("30s", "120s")
+    }
+    rejected = {r: value("quill_events_rejected_total", reason=r) for r in
+                ("unknown_check", "duplicate", "not_accepted", "clamped")}  # fmt: skip
+    response = recorder.record(
+        TENANT,
+        pb.ReportEventsRequest(
+            events=[
+                retained(b, 5, 30),  # b was never accepted
+                event(a, SHOWN), event(a, ACCEPTED, 12),
+                retained(a, 12, 30), retained(a, 7, 120),
+                retained(a, 3, 120),  # the same check again
+                retained(a, 5, 45),  # not a check delay
+                event(b, SHOWN), event(b, ACCEPTED, 8),
+                retained(b, 999, 30, TYPE_AHEAD),  # clamped to the 8 accepted
+            ]
+        )
+    )  # fmt: skip
+    assert (response.recorded, response.rejected) == (7, 3)
+
+    def delta(name: str, after: str) -> float:
+        return value(name, **labels, after=after) - before[(name, after)]
+
+    assert delta("quill_suggestion_chars_retained_total", "30s") == 12 + 8
+    assert delta("quill_suggestion_chars_checked_total", "30s") == 12 + 8
+    assert delta("quill_suggestion_chars_retained_total", "120s") == 7
+    assert delta("quill_suggestion_chars_checked_total", "120s") == 12
+    for reason in ("unknown_check", "duplicate", "not_accepted", "clamped"):
+        assert value("quill_events_rejected_total", reason=reason) == rejected[reason] + 1, reason
+
+
+def test_shown_accepted_and_retained_are_attributed_to_context_and_origin() -> None:
+    registry = SuggestionRegistry()
+    context = "recent_edit+api_search"  # a combination no other test uses
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    for suggestion_id in ids:
+        registry.add(suggestion_id, new_record(TENANT, "python", "multi", 10, context=context))
+    recorder = EventRecorder(registry)
+
+    def get(name: str, **labels: str) -> float:
+        return value(name, context=context, **labels)
+
+    shown_fresh = get("quill_context_suggestions_shown_total", origin="fresh")
+    accepted_ahead = get("quill_context_suggestions_accepted_total", origin="type_ahead")
+    accepted_fresh = get("quill_context_suggestions_accepted_total", origin="fresh")
+    kept = get("quill_context_chars_retained_total", origin="type_ahead", after="600s")
+    checked = get("quill_context_chars_checked_total", origin="type_ahead", after="600s")
+    a, b, c = ids
+    recorder.record(
+        TENANT,
+        pb.ReportEventsRequest(
+            events=[
+                pb.SuggestionEvent(suggestion_id=a, kind=SHOWN, origin=FRESH),
+                pb.SuggestionEvent(suggestion_id=b, kind=SHOWN, origin=FRESH),
+                pb.SuggestionEvent(suggestion_id=c, kind=SHOWN, origin=FRESH),
+                # a: accepted from type-ahead (its rest), then partly kept.
+                pb.SuggestionEvent(suggestion_id=a, kind=ACCEPTED, chars=10, origin=TYPE_AHEAD),
+                retained(a, 6, 600, TYPE_AHEAD),
+                # b: a word, then more of it: one acceptance.
+                pb.SuggestionEvent(suggestion_id=b, kind=PARTIAL, chars=3, origin=FRESH),
+                pb.SuggestionEvent(suggestion_id=b, kind=PARTIAL, chars=6, origin=FRESH),
+            ]
+        ),
+    )
+    assert get("quill_context_suggestions_shown_total", origin="fresh") == shown_fresh + 3
+    assert (
+        get("quill_context_suggestions_accepted_total", origin="type_ahead") == accepted_ahead + 1
+    )
+    assert get("quill_context_suggestions_accepted_total", origin="fresh") == accepted_fresh + 1
+    assert get("quill_context_chars_retained_total", origin="type_ahead", after="600s") == kept + 6
+    assert (
+        get("quill_context_chars_checked_total", origin="type_ahead", after="600s") == checked + 10
+    )
+
+
+def test_context_and_origin_labels_are_bounded() -> None:
+    from quill.attribution import CONTEXT_KINDS, context_label
+    from serving.attribution import origin_label
+
+    sources = [pb.ContextSource(kind=k) for k in reversed(CONTEXT_KINDS)]
+    assert context_label(sources, []) == "open_document+recent_edit+retrieval+api_search"
+    assert context_label([], []) == "none"
+    # A tool call counts only when it returned something.
+    failed = pb.ToolCall(trigger="auto", outcome="timeout")
+    found = pb.ToolCall(trigger="auto", outcome="ok", results=["json.loads"])
+    assert context_label([pb.ContextSource(kind="retrieval")], [failed]) == "retrieval"
+    assert context_label([], [failed, found]) == "api_search"
+    assert origin_label(pb.SUGGESTION_ORIGIN_STREAMED) == "streamed"
+    assert origin_label(77) == "unspecified"

@@ -29,7 +29,13 @@ from tests.support.fakes import ScriptedEngine
 FITS, OVER = "abcd", "abcde"
 TINY = ServingConfig(
     engine=EngineConfig(model="m"),
-    completion=CompletionConfig(max_context_chars=4, max_tokens_limit=4),
+    completion=CompletionConfig(
+        max_context_chars=4,
+        max_tokens_limit=4,
+        max_context_snippets=4,
+        max_snippet_chars=4,
+        max_snippets_chars=12,
+    ),
     repair=RepairConfig(max_file_chars=4, max_budget=4, max_tokens_limit=4),
     api_search=ApiSearchConfig(max_query_chars=4, max_limit=4),
     request_limits=RequestLimitsConfig(
@@ -66,8 +72,17 @@ def _complete(**fields: object) -> pb.CompleteRequest:
         "prefix": "ab",
         "suffix": "cd",
         "limits": pb.CompletionLimits(max_tokens=4),
+        "context": pb.ContextOptions(snippets=[_snippet("abc")] * 4),
     }
     return pb.CompleteRequest(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def _snippet(text: str = FITS, path: str = FITS) -> pb.ContextSnippet:
+    return pb.ContextSnippet(kind="open_document", path=path, start_line=1, end_line=1, text=text)
+
+
+def _snippets(*snippets: pb.ContextSnippet) -> pb.ContextOptions:
+    return pb.ContextOptions(snippets=snippets)
 
 
 def _sync(**fields: object) -> pb.SyncWorkspaceRequest:
@@ -117,6 +132,13 @@ OVER_THE_LIMIT = [
     (
         _complete(limits=pb.CompletionLimits(max_tokens=5)),
         "limits.max_tokens 5 exceeds the limit 4",
+    ),
+    (_complete(context=_snippets(*[_snippet("a")] * 5)), "context.snippets has 5 entries"),
+    (_complete(context=_snippets(_snippet(OVER))), "context.snippets[].text has 5"),
+    (_complete(context=_snippets(_snippet(path=OVER))), "context.snippets[].path has 5"),
+    (
+        _complete(context=_snippets(*[_snippet()] * 4)),
+        "context.snippets[].text together 16 exceeds the limit 12",
     ),
     (_sync(workspace_id=OVER), "workspace_id has 5"),
     (_sync(files=[_file()] * 5), "files has 5 entries; the limit is 4"),

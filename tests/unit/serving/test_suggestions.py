@@ -52,26 +52,33 @@ def test_only_the_newest_records_are_saved(tmp_path: Path, monkeypatch: pytest.M
 
 def test_malformed_records_and_files_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "suggestions.json"
-    good = ["ok", "t", "python", "single", 5, False, 0, False]
+    good = ["ok", "t", "python", "single", 5, False, 0, False, "none", []]
+    rest = ["none", []]  # context label, retention checks counted
     rows = [
         good,
-        ["x" * 65, "t", "python", "single", 5, False, 0, False],  # id too long
-        ["m", "t", "python", "sideways", 5, False, 0, False],  # unknown mode
-        ["n", "t", "python", "single", 5, False, 6, False],  # accepted more than its length
-        ["o", "t", "python", "single", True, False, 0, False],  # length not an int
-        ["q", 7, "python", "single", 5, False, 0, False],  # tenant not a string
-        ["p", "t", "klingon", "multi", 5, False, 0, False],  # an unknown label becomes "other"
+        ["x" * 65, "t", "python", "single", 5, False, 0, False, *rest],  # id too long
+        ["m", "t", "python", "sideways", 5, False, 0, False, *rest],  # unknown mode
+        ["n", "t", "python", "single", 5, False, 6, False, *rest],  # accepted more than its length
+        ["o", "t", "python", "single", True, False, 0, False, *rest],  # length not an int
+        ["q", 7, "python", "single", 5, False, 0, False, *rest],  # tenant not a string
+        ["r", "t", "python", "single", 5, False, 0, False, "secrets", []],  # unknown context
+        ["s", "t", "python", "single", 5, False, 0, False, "retrieval+open_document", []],  # order
+        ["u", "t", "python", "single", 5, False, 0, False, "none", [7]],  # not a check delay
+        ["p", "t", "klingon", "multi", 5, True, 2, False, "open_document+retrieval", [30]],
         ["short"],
         "not a row",
     ]
-    path.write_text(json.dumps({"version": 2, "records": rows}))
+    path.write_text(json.dumps({"version": 3, "records": rows}))
     registry = SuggestionRegistry(path=path)
     registry.load()
     assert len(registry) == 2
-    assert registry.get("p", "t") == SuggestionRecord("t", "other", "multi", 5)
+    # An unknown language label becomes "other"; the context and the checks counted come back.
+    assert registry.get("p", "t") == SuggestionRecord(
+        "t", "other", "multi", 5, True, 2, False, "open_document+retrieval", {30}
+    )
 
-    # Version 1 (before tenants: whose they were is unknown), a future version, garbage.
-    old = json.dumps({"version": 1, "records": [good[:1] + good[2:]]})
+    # Version 2 (before contexts and checks were kept), a future version, garbage.
+    old = json.dumps({"version": 2, "records": [good[:8]]})
     for text in ("{not json", old, json.dumps({"version": 99, "records": [good]}), "[1, 2]"):
         path.write_text(text)
         ignored = SuggestionRegistry(path=path)
@@ -92,5 +99,5 @@ async def test_changes_are_saved_periodically(tmp_path: Path) -> None:
     finally:
         saver.cancel()
     assert json.loads(path.read_text())["records"] == [
-        ["a", "t", "python", "single", 3, False, 0, False]
+        ["a", "t", "python", "single", 3, False, 0, False, "none", []]
     ]

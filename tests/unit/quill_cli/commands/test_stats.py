@@ -44,3 +44,51 @@ def test_stats_from_metrics_text(tmp_path: Path) -> None:
     chart = tmp_path / "chart.png"
     draw_png(stats, chart, "test")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+RETENTION_METRICS = """\
+# TYPE quill_suggestions_shown counter
+quill_suggestions_shown_total{language="python",mode="single"} 4.0
+# TYPE quill_suggestion_chars_retained counter
+quill_suggestion_chars_retained_total{after="30s",language="python",mode="single"} 45.0
+quill_suggestion_chars_retained_total{after="30s",language="go",mode="multi"} 15.0
+quill_suggestion_chars_retained_total{after="600s",language="python",mode="single"} 20.0
+# TYPE quill_suggestion_chars_checked counter
+quill_suggestion_chars_checked_total{after="30s",language="python",mode="single"} 60.0
+quill_suggestion_chars_checked_total{after="30s",language="go",mode="multi"} 20.0
+quill_suggestion_chars_checked_total{after="600s",language="python",mode="single"} 80.0
+# TYPE quill_context_suggestions_shown counter
+quill_context_suggestions_shown_total{context="none",origin="fresh"} 3.0
+quill_context_suggestions_shown_total{context="retrieval",origin="fresh"} 1.0
+# TYPE quill_context_suggestions_accepted counter
+quill_context_suggestions_accepted_total{context="none",origin="fresh"} 1.0
+quill_context_suggestions_accepted_total{context="retrieval",origin="type_ahead"} 1.0
+# TYPE quill_context_chars_retained counter
+quill_context_chars_retained_total{after="30s",context="none",origin="fresh"} 10.0
+quill_context_chars_retained_total{after="30s",context="retrieval",origin="type_ahead"} 30.0
+# TYPE quill_context_chars_checked counter
+quill_context_chars_checked_total{after="30s",context="none",origin="fresh"} 40.0
+quill_context_chars_checked_total{after="30s",context="retrieval",origin="type_ahead"} 40.0
+"""
+
+
+def test_retention_and_context_sources_from_metrics_text() -> None:
+    stats = stats_from_metrics_text(RETENTION_METRICS)
+    assert stats.retention.rates() == {"30s": 0.75, "600s": 0.25}
+    assert list(stats.retention.rates()) == ["30s", "600s"]  # by delay, not as text
+    none = stats.by_context["none"]
+    both = stats.by_context["retrieval"]
+    assert (none.shown, none.accepted, none.acceptance_rate) == (3, 1, pytest.approx(1 / 3))
+    assert (both.shown, both.accepted, both.acceptance_rate) == (1, 1, 1.0)
+    assert none.retention.rates() == {"30s": 0.25}
+    assert both.retention.rates() == {"30s": 0.75}
+    assert stats.accepted_by_origin == {"fresh": 1.0, "type_ahead": 1.0}
+    text = render(stats)
+    assert "retained characters   after 30s 75.0%   after 600s 25.0%" in text
+    assert "retrieval" in text and "33.3%" in text
+    assert "accepted by origin    fresh 50.0%   type_ahead 50.0%" in text
+    summary = stats.as_dict()
+    assert summary["by_context"]["none"]["retention_rate"] == {"30s": 0.25}
+    assert summary["retention_rate"]["600s"] == 0.25
+    # Without those series nothing about them is printed.
+    assert "retained" not in render(stats_from_metrics_text(METRICS))
