@@ -62,6 +62,10 @@ class ServingClient:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._down_reason: str | None = None
         self._probe: asyncio.Task[None] | None = None
+        # The serving process that answered last (CompletionDone.serving_instance and the like),
+        # and who wants to know when another one answers (a failover, a restart).
+        self.serving_instance: str | None = None
+        self.instance_listeners: list[Callable[[str], None]] = []
 
     @property
     def available(self) -> bool:
@@ -91,6 +95,7 @@ class ServingClient:
         try:
             async for response in call:
                 if response.HasField("done"):
+                    self.observe_instance(response.done.serving_instance)
                     return Completion(text=response.done.text, done=response.done)
                 if on_delta is not None:
                     on_delta(response.delta)
@@ -110,19 +115,35 @@ class ServingClient:
             if not call.done():
                 call.cancel()
 
-    async def report_events(self, request: pb.ReportEventsRequest, timeout_s: float = 5.0) -> bool:
-        """Deliver one batch of events; False when serving did not take it."""
+    async def report_events(
+        self, request: pb.ReportEventsRequest, workspace_id: str = "", timeout_s: float = 5.0
+    ) -> bool:
+        """Deliver one batch of events; False when serving did not take it. Routed like the
+        workspace's completions, to the replica that issued its suggestions."""
         if self._down_reason is not None:
             return False
         try:
-            await self._stub.ReportEvents(request, timeout=timeout_s)
+            answer = await self._stub.ReportEvents(
+                request, timeout=timeout_s, metadata=routing_metadata(workspace_id)
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() in _UNAVAILABLE_CODES:
                 self._mark_down(f"{error.code().name}: {error.details()}")
             else:
                 logger.warning("ReportEvents failed: %s", error.code().name)
             return False
+        self.observe_instance(answer.serving_instance)
         return True
+
+    def observe_instance(self, instance: str) -> None:
+        """Note which serving process answered; tell the listeners when it is another one."""
+        if not instance or instance == self.serving_instance:
+            return
+        previous, self.serving_instance = self.serving_instance, instance
+        if previous is not None:
+            logger.info("serving instance %s answers now (was %s)", instance, previous)
+        for listener in list(self.instance_listeners):
+            listener(instance)
 
     async def check_health(self, timeout_s: float = 2.0) -> bool:
         try:

@@ -22,11 +22,23 @@ class EngineNotReadyError(RuntimeError):
     """The engine is still loading or has stopped; maps to UNAVAILABLE."""
 
 
+class StorageError(RuntimeError):
+    """Serving could not write to its data folder: RESOURCE_EXHAUSTED when it is full (the
+    operator must make room), else UNAVAILABLE (try again, or another replica)."""
+
+    def __init__(self, message: str, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
+
+
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, InvalidRequestError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
     if isinstance(error, EngineNotReadyError):
         return grpc.StatusCode.UNAVAILABLE, str(error)
+    if isinstance(error, StorageError):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED if error.full else grpc.StatusCode.UNAVAILABLE
+        return code, str(error)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
 
 

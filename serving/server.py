@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -48,6 +49,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
 
     def __init__(self, config: ServingConfig) -> None:
         self._config = config
+        # New at every start: a client that sees it change syncs its workspace again (the
+        # process answering may not hold it: a failover behind a load balancer, a restart).
+        self.instance = uuid.uuid4().hex[:16]
         self._completion: CompletionService | None = None
         self._suggestions = SuggestionRegistry()
         self._events = EventRecorder(self._suggestions)
@@ -89,6 +93,8 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         if self._completion is None:
             raise EngineNotReadyError("the engine is still loading")
         async for response in self._completion.complete(request, context):
+            if response.HasField("done"):
+                response.done.serving_instance = self.instance
             yield response
 
     async def Repair(  # noqa: N802
@@ -105,7 +111,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self, request: pb.SyncWorkspaceRequest, context: grpc.aio.ServicerContext
     ) -> pb.SyncWorkspaceResponse:
         # Needs no engine: editors sync while the model is still loading.
-        return await self._workspaces.sync(request)
+        response = await self._workspaces.sync(request)
+        response.serving_instance = self.instance
+        return response
 
     async def SearchApi(  # noqa: N802
         self, request: pb.SearchApiRequest, context: grpc.aio.ServicerContext
@@ -121,7 +129,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     async def ReportEvents(  # noqa: N802
         self, request: pb.ReportEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportEventsResponse:
-        return self._events.record(request)
+        response = self._events.record(request)
+        response.serving_instance = self.instance
+        return response
 
 
 async def serve(
@@ -165,7 +175,11 @@ async def serve(
     if bound == 0:
         raise OSError(f"cannot listen on {config.address}")
     await server.start()
-    logger.info("gRPC listening on %s (NOT_SERVING until the engine is ready)", config.address)
+    logger.info(
+        "gRPC listening on %s (NOT_SERVING until the engine is ready); instance %s",
+        config.address,
+        servicer.instance,
+    )
 
     engine: Engine | None = None
     loading = asyncio.ensure_future(asyncio.to_thread(start_engine))

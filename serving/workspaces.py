@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -31,8 +32,9 @@ from typing import Any
 
 from quill import envs
 from quill.v1 import quill_pb2 as pb
+from serving import metrics
 from serving.config import RetrievalConfig
-from serving.errors import InvalidRequestError
+from serving.errors import InvalidRequestError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,10 @@ DEFAULT_MAX_FILES = 50_000
 _INDEX_BATCH_FILES = 16
 # Save the index at most this often while a long indexing run goes on (and at its end).
 _SAVE_INTERVAL_S = 2.0
+# After a failed save (a full disk, say), the next attempt comes this much later.
+_SAVE_RETRY_S = 10.0
+# Errors that mean the data folder has no room left, rather than a broken disk.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,10 @@ class Workspace:
         self._files: dict[str, str] = {}  # path -> digest
         self._packages: dict[str, pb.ApiPackage] = {}
         self._skipped = 0
+        # Why the last write to disk failed; "" once one succeeds again.
+        self._storage_error = ""
+        # One sync at a time: a sync that cannot be stored is undone whole.
+        self._sync_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._pending: set[str] = set()
         self._index: Any = None  # retrieval.WorkspaceIndex once loaded
@@ -138,6 +148,7 @@ class Workspace:
             chunks=index.chunk_count if index is not None else 0,
             files_skipped=self._skipped,
             api_entries=sum(len(p.entries) for p in self._packages.values()),
+            storage_error=self._storage_error,
         )
 
     async def wait_indexed(self) -> None:
@@ -149,6 +160,17 @@ class Workspace:
     # ---- sync ----
 
     async def apply(self, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
+        async with self._sync_lock:
+            files, packages = dict(self._files), dict(self._packages)
+            try:
+                return await self._apply(request)
+            except StorageError:
+                # Nothing of this sync was stored, so none of it counts: the client sends it
+                # again, and the manifest asks for what is missing.
+                self._files, self._packages = files, packages
+                raise
+
+    async def _apply(self, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
         limits = self._registry
         rejected: dict[str, str] = {}
         changed: list[str] = []
@@ -216,7 +238,14 @@ class Workspace:
                 del self._packages[name]
                 changed_packages.append(name)
         if changed or deleted or changed_packages:
-            await asyncio.to_thread(self._persist, blobs, bool(changed_packages))
+            try:
+                await asyncio.to_thread(self._persist, blobs, bool(changed_packages))
+            except OSError as error:
+                message = self._storage_failed("sync", error)
+                raise StorageError(
+                    f"{message}; nothing of this sync was stored", full=error.errno in _NO_SPACE
+                ) from error
+            self._storage_error = ""
         if changed or deleted:
             self._pending.update(changed)
             self._pending.update(deleted)
@@ -240,6 +269,18 @@ class Workspace:
         )
 
     # ---- persistence of files and packages ----
+
+    def _storage_failed(self, operation: str, error: OSError) -> str:
+        """Count and log a failed write to the data folder; returns the message."""
+        full = error.errno in _NO_SPACE
+        metrics.STORAGE_ERRORS.labels(operation, "no_space" if full else "other").inc()
+        what = "files" if operation == "sync" else "retrieval index"
+        why = "its data folder is full" if full else "a disk error"
+        self._storage_error = (
+            f"serving could not store this workspace's {what} ({why}: {error.strerror or error})"
+        )
+        logger.warning("workspace %s: %s", self.directory.name, self._storage_error)
+        return self._storage_error
 
     def _persist(self, blobs: dict[str, str], packages_changed: bool) -> None:
         from retrieval.persistence import atomic_write
@@ -305,12 +346,32 @@ class Workspace:
                     await self._index_pending()
                 if not self._pending:
                     self._indexing_done.set()
-                    await self._wakeup.wait()
+                    await self._wait_for_work()
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("indexing of a workspace failed")
             self._indexing_done.set()
+
+    async def _wait_for_work(self) -> None:
+        index = self._index
+        if index is None or not index.dirty:
+            await self._wakeup.wait()
+            return
+        # Its last save failed: try again later, or sooner when more work comes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), _SAVE_RETRY_S)
+
+    async def _save_index(self, index: Any) -> bool:
+        """Save the index; on a failed write the last index saved whole stays on disk, and
+        this one stays in memory (still searchable) and dirty, to be saved again later."""
+        try:
+            await asyncio.to_thread(index.save)
+        except OSError as error:
+            self._storage_failed("index_save", error)
+            return False
+        self._storage_error = ""
+        return True
 
     def _load_index(self) -> None:
         from retrieval.index import WorkspaceIndex
@@ -348,10 +409,10 @@ class Workspace:
             if batch:
                 await asyncio.to_thread(index.update_files, batch)
             if index.dirty and time.monotonic() - last_save > _SAVE_INTERVAL_S:
-                await asyncio.to_thread(index.save)
+                await self._save_index(index)
                 last_save = time.monotonic()
         if index.dirty:
-            await asyncio.to_thread(index.save)
+            await self._save_index(index)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -360,7 +421,7 @@ class Workspace:
                 await self._task
         index = self._index
         if index is not None and index.dirty:
-            await asyncio.to_thread(index.save)
+            await self._save_index(index)
 
 
 class WorkspaceRegistry:

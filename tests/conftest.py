@@ -26,12 +26,13 @@ def lsp_command(*extra: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def in_process_serving(engine, **completion_overrides) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
-    """The real gRPC serving layer on a free loopback port, with the given engine."""
+async def in_process_serving(engine, address=None, **completion_overrides) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    """The real gRPC serving layer on `address` (default: a free loopback port), with the given
+    engine and a data folder of its own."""
     from serving.config import CompletionConfig, EngineConfig, ServingConfig
     from serving.server import serve
 
-    address = f"127.0.0.1:{free_port()}"
+    address = address or f"127.0.0.1:{free_port()}"
     config = ServingConfig(
         engine=EngineConfig(model="scripted"),
         completion=CompletionConfig(**completion_overrides),

@@ -9,6 +9,10 @@ imports (lsp_server/api_extraction.py, when present) go the same way by digest.
 Afterwards a saved document is sent at once and an edited one after a pause (debounced per
 document), from the editor's buffer. When serving is unreachable the initial sync retries with
 backoff; nothing here ever blocks a completion.
+
+Every answer names the serving process that gave it (`serving_instance`). When another one
+answers (behind a load balancer the workspace's replica died and another took over, or serving
+restarted), the whole sync runs again by content hash, so only what that process lacks travels.
 """
 
 from __future__ import annotations
@@ -91,12 +95,31 @@ class WorkspaceSync:
         # The index status of serving's last answer, for `quill.stats` and tests.
         self.last_status: pb.IndexStatus | None = None
         self.files_sent = 0
+        # The serving process the last whole sync went to, and how often it ran again because
+        # another one answered.
+        self.synced_instance: str | None = None
+        self.resyncs = 0
 
     # ---- lifecycle ----
 
     def start(self) -> None:
+        listeners = self._server.serving_client().instance_listeners
+        if self._serving_changed not in listeners:
+            listeners.append(self._serving_changed)
         if self._initial is None or self._initial.done():
             self._initial = asyncio.create_task(self._initial_sync_with_retries())
+
+    def _serving_changed(self, instance: str) -> None:
+        """Another serving process answers: it may not hold the workspace; sync it again (a
+        sync in progress checks at its end whom it went to; before a first whole sync there is
+        nothing to sync again)."""
+        if self.synced_instance is None or instance == self.synced_instance:
+            return
+        if self._initial is not None and not self._initial.done():
+            return
+        logger.info("another serving process answers; syncing the workspace again")
+        self.resyncs += 1
+        self._initial = asyncio.create_task(self._initial_sync_with_retries())
 
     async def close(self) -> None:
         for handle in self._pending.values():
@@ -109,8 +132,12 @@ class WorkspaceSync:
         delay = _RETRY_START_S
         while True:
             try:
-                await self.sync_all()
-                return
+                synced = await self.sync_all()
+                current = self._server.serving_client().serving_instance
+                if synced is None or current in (None, synced):
+                    return
+                # Another process answered meanwhile: it may lack what was sent.
+                logger.info("serving changed during the sync; syncing again")
             except grpc.aio.AioRpcError as error:
                 logger.info(
                     "workspace sync failed (%s); retrying in %.0f s", error.code().name, delay
@@ -125,22 +152,29 @@ class WorkspaceSync:
 
     # ---- the initial (and any full) sync ----
 
-    async def sync_all(self) -> None:
+    async def sync_all(self) -> str | None:
+        """Sync files and packages; returns the serving process it went to (None: nothing to
+        sync)."""
         ls = self._server
         root = root_path(ls.workspace.root_uri)
         if root is None:
-            return
+            return None
         wid = ls.workspace_id()
+        instance: str | None = None
         if ls.settings.retrieval:
             progress = WorkDoneProgress(ls, "Quill: syncing workspace", "quill-sync")
             await progress.begin()
             try:
-                await self._sync_files(root, wid, progress)
+                instance = await self._sync_files(root, wid, progress)
             finally:
                 progress.end(self._summary())
-        await self._sync_packages(root, wid)
+        instance = await self._sync_packages(root, wid) or instance
+        if instance:
+            self.synced_instance = instance
+        return instance or None
 
-    async def _sync_files(self, root: Path, wid: str, progress: WorkDoneProgress) -> None:
+    async def _sync_files(self, root: Path, wid: str, progress: WorkDoneProgress) -> str:
+        """Returns the serving process that answered the manifest."""
         ls = self._server
         files, skipped = await asyncio.to_thread(scan, root, ls.settings.max_file_bytes)
         progress.report(f"{len(files)} files found", 0)
@@ -172,21 +206,23 @@ class WorkspaceSync:
         logger.info(
             "workspace synced: %d files, %d sent, %d skipped", len(files), len(to_send), skipped
         )
+        return answer.serving_instance
 
-    async def _sync_packages(self, root: Path, wid: str) -> None:
+    async def _sync_packages(self, root: Path, wid: str) -> str | None:
+        """Returns the serving process that answered the package manifest, if one was sent."""
         try:
             from lsp_server.api_extraction import package_catalog
         except ImportError:
-            return
+            return None
         try:
             packages = await package_catalog(
                 root, getattr(self._server.settings, "python_path", "") or None
             )
         except Exception:  # noqa: BLE001 - another feature's extraction must not stop the sync
             logger.exception("API package extraction failed")
-            return
+            return None
         if not packages:
-            return
+            return None
         answer = await self._call(
             pb.SyncWorkspaceRequest(
                 workspace_id=wid,
@@ -199,6 +235,7 @@ class WorkspaceSync:
             await self._call(
                 pb.SyncWorkspaceRequest(workspace_id=wid, packages=wanted[start : start + 8])
             )
+        return answer.serving_instance
 
     # ---- documents ----
 
@@ -258,7 +295,10 @@ class WorkspaceSync:
         )
         for path, reason in answer.rejected.items():
             logger.info("serving refused %s: %s", path, reason)
+        if answer.status.storage_error:
+            logger.warning("serving: %s", answer.status.storage_error)
         self.last_status = answer.status
+        self._server.serving_client().observe_instance(answer.serving_instance)
         return answer
 
     def _summary(self) -> str:

@@ -7,10 +7,14 @@ import asyncio
 import gc
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quill import envs
+
+if TYPE_CHECKING:
+    from serving.engine.base import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +118,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--shutdown-grace", type=float, default=5.0, help="seconds in-flight RPCs get on SIGTERM"
     )
+    p.add_argument(
+        "--engine",
+        default="vllm",
+        metavar="vllm|simulated[:ttft_ms=N,tpot_ms=N,max_seqs=N]",
+        help="vllm (default). simulated: NOT FOR PRODUCTION, tests and benchmarks only: no model "
+        "runs, tokens copied from the prompt stream at a GPU's pace (docs/benchmarks.md)",
+    )
     p.set_defaults(func=run)
+
+
+def _engine_choice(spec: str) -> tuple[str, dict[str, Any]]:
+    from quill_cli.bench.report import parse_named_options
+
+    name, options = parse_named_options(spec, strict=True)
+    if name not in ("vllm", "simulated") or (name == "vllm" and options):
+        raise ValueError(f"--engine wants vllm or simulated[:key=value,...], got {spec!r}")
+    return name, options
 
 
 def run(args: argparse.Namespace) -> int:
     envs.force_offline()
+    try:
+        engine_kind, engine_options = _engine_choice(args.engine)
+        if engine_kind == "simulated":
+            from serving.engine.simulated import SimulatedPace
+
+            pace = SimulatedPace.from_options(engine_options)
+    except ValueError as error:
+        logger.error("%s", error)
+        return 2
     from serving.config import CompletionConfig, EngineConfig, ServingConfig
     from serving.model_store import DEFAULT_MODEL, ModelNotFoundError, resolve_model
 
@@ -166,11 +195,23 @@ def run(args: argparse.Namespace) -> int:
     config.retrieval.embedding_model = args.embedding_model
     if args.retrieval_token_budget is not None:
         config.retrieval.token_budget = args.retrieval_token_budget
-    from serving.engine.vllm_engine import VllmEngine
     from serving.server import serve
 
+    start_engine: Callable[[], Engine]
+    if engine_kind == "simulated":
+        from serving.engine.simulated import SimulatedEngine
+
+        def start_engine() -> Engine:
+            return SimulatedEngine.start(model, pace, engine.served_model_name)
+
+    else:
+        from serving.engine.vllm_engine import VllmEngine
+
+        def start_engine() -> Engine:
+            return VllmEngine.start(engine)
+
     try:
-        asyncio.run(serve(config, lambda: VllmEngine.start(engine)))
+        asyncio.run(serve(config, start_engine))
     except OSError as error:
         logger.error("%s", error)
         return 1

@@ -1,4 +1,5 @@
-"""One real embedding model for every unit test that embeds (loading it takes a couple of seconds)."""
+"""One real embedding model for every unit test that embeds (loading it takes a couple of
+seconds)."""
 
 from __future__ import annotations
 
