@@ -105,6 +105,19 @@ class StdioLanguageClient:
             )
         return uri
 
+    def close(self, path: Path) -> None:
+        uri = path.resolve().as_uri()
+        self._versions.pop(uri, None)
+        self.client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
+
+    @property
+    def server_pid(self) -> int | None:
+        """The language server's process id, once started."""
+        process = getattr(self.client, "_server", None)
+        return process.pid if process is not None else None
+
     async def inline_completion(
         self, uri: str, line: int, character: int, automatic: bool = False
     ) -> list[types.InlineCompletionItem]:

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from quill_cli.bench import api, engine, latency, quality, repair, repair_engine, retrieval, typing
+from quill_cli.bench import (
+    api,
+    engine,
+    latency,
+    load,
+    quality,
+    repair,
+    repair_engine,
+    retrieval,
+    typing,
+)
 
-BENCHMARKS = (latency, engine, quality, typing, retrieval, repair_engine, repair, api)
+BENCHMARKS = (latency, engine, quality, typing, load, retrieval, repair_engine, repair, api)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -67,7 +67,7 @@ class SimulatedPace:
         return cls(**values)
 
 
-class _StepClock:
+class StepClock:
     """One engine step every `period_s` while requests run; a step wakes every request waiting
     for it, as one batched decoding step yields a token for each running request."""
 
@@ -133,7 +133,7 @@ class SimulatedEngine:
         self._model_name = model_name
         self._max_model_len = max_model_len
         self.pace = pace
-        self._clock = _StepClock(pace.tpot_ms / 1e3)
+        self._clock = StepClock(pace.tpot_ms / 1e3)
         self._places: asyncio.Semaphore | None = None
         self._token_text: dict[int, str] = {}
         self._filler = self.encode("    pass\n") or [0]
