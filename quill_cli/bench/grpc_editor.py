@@ -101,6 +101,9 @@ class GrpcEditor:
         self._events: list[pb.SuggestionEvent] = []
         self._last_shown: str | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Typing time not slept yet: keys in a burst change nothing serving sees until the
+        # next pause, so the editor sleeps once per pause, not once per key (cheap in numbers).
+        self._owed_s = 0.0
         self.tally = EditorTally()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -135,20 +138,23 @@ class GrpcEditor:
         self._cancel_inflight()
         line_before = self._text.rsplit("\n", 1)[-1]
         self._text += key
-        keystroke_at = time.perf_counter()
         pause = self._settings.pace.pause_after(key, self._rng)
         debounce = self._settings.debounce_s
-        if pause > debounce:
-            await asyncio.sleep(debounce)
-            if stop.is_set():
-                return
-            multi = key.startswith("\n") and line_before.rstrip().endswith(":")
-            self._inflight_call = Call(multi, keystroke_at, time.perf_counter())
-            self._inflight = asyncio.create_task(self._complete(self._inflight_call))
-            pause -= debounce
-        if pause >= DOCUMENT_SYNC_PAUSE_S and self._settings.retrieval:
+        if pause <= debounce:
+            self._owed_s += pause  # the next key comes before the editor would ask
+            return
+        await asyncio.sleep(self._owed_s)
+        self._owed_s = 0.0
+        keystroke_at = time.perf_counter()
+        await asyncio.sleep(debounce)
+        if stop.is_set():
+            return
+        multi = key.startswith("\n") and line_before.rstrip().endswith(":")
+        self._inflight_call = Call(multi, keystroke_at, time.perf_counter())
+        self._inflight = asyncio.create_task(self._complete(self._inflight_call))
+        if pause - debounce >= DOCUMENT_SYNC_PAUSE_S and self._settings.retrieval:
             self._spawn(self._sync(manifest=False))
-        await asyncio.sleep(pause)
+        await asyncio.sleep(pause - debounce)
 
     def _cancel_inflight(self) -> None:
         if self._inflight is not None and not self._inflight.done():

@@ -9,9 +9,11 @@ Two engines (`--engine simulated|real|both`):
   pace (serving/engine/simulated.py; no model runs), so the layers above the engine are what is
   measured. In the same run the same steps go to a bare grpc.aio server that does no work at the
   same pace (quill_cli/bench/bare_server.py): the stack's own limit on this machine. Reported:
-  sustained completions per second (the best step whose p95 latency above the engine's own pace
-  stays under `--max-added-ms` without errors), serving CPU seconds per completion, p50/p95
-  latency added above the engine's pace, errors, and the bare server's figures.
+  sustained completions per second (the best step without errors whose median latency above
+  the engine's own pace stays under `--max-added-ms`: a server that falls behind queues, and
+  its median grows; the p95 on a shared machine also carries other processes' noise), serving
+  CPU seconds per completion and the completions per second one core would hold at that cost,
+  p50/p95 latency added above the engine's pace, errors, and the bare server's figures.
 - real: `quill serve` on vLLM: how many editors one serving process holds with a keystroke to
   suggestion p95 of at most `--p95-target-ms`, and where the time goes (stage timings serving
   reports, plus the client's debounce and what the network and gRPC add).
@@ -75,7 +77,13 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--no-retrieval", dest="retrieval", action="store_false")
     p.add_argument("--ttft-ms", type=float, default=None, help="simulated time to first token")
     p.add_argument("--tpot-ms", type=float, default=None, help="simulated time per output token")
-    p.add_argument("--max-added-ms", type=float, default=100.0)
+    p.add_argument(
+        "--max-added-ms",
+        type=float,
+        default=50.0,
+        help="simulated: a step holds while its median latency above the engine's pace is under "
+        "this (default %(default)s)",
+    )
     p.add_argument("--p95-target-ms", type=float, default=2000.0)
     p.add_argument("--minutes", type=float, default=None, help="soak for this long instead")
     p.add_argument("--soak-editors", type=int, default=20)
@@ -343,18 +351,22 @@ def _steps(args: argparse.Namespace, engine: str) -> list[int]:
 
 
 async def _ramp(
-    target: Target,
+    targets: list[Target],
     args: argparse.Namespace,
     steps: list[int],
     pace: tuple[float, float] | None,
     holds: Callable[[dict[str, Any]], bool],
-) -> list[dict[str, Any]]:
-    """Steps of more editors until one step does not hold (that one is reported too)."""
-    results = []
+) -> list[list[dict[str, Any]]]:
+    """Steps of more editors, each step against every target in turn (so a shared machine's
+    noise falls on all of them alike), until two steps in a row hold for none of them."""
+    results: list[list[dict[str, Any]]] = [[] for _ in targets]
+    failed_in_a_row = 0
     for editors in steps:
-        results.append(await _step(target, editors, args, pace))
-        results[-1]["holds"] = holds(results[-1])
-        if not results[-1]["holds"]:
+        for target, result in zip(targets, results, strict=True):
+            result.append(await _step(target, editors, args, pace))
+            result[-1]["holds"] = holds(result[-1])
+        failed_in_a_row = 0 if any(r[-1]["holds"] for r in results) else failed_in_a_row + 1
+        if failed_in_a_row == 2:
             break
     return results
 
@@ -367,15 +379,16 @@ async def _simulated(args: argparse.Namespace) -> dict[str, Any]:
     steps = _steps(args, "simulated")
 
     def holds(step: dict[str, Any]) -> bool:
-        added = step.get("added_p95_ms")
+        added = step.get("added_p50_ms")
         return step["errors"] == 0 and added is not None and added <= args.max_added_ms
 
-    with _quill_serving(args, "simulated") as target:
-        await _prepare_workspaces(target.address, args, max(steps))
-        quill_steps = await _ramp(target, args, steps, pace, holds)
-    shape = _message_shape(quill_steps)
-    with _bare_server(args, shape) as target:
-        bare_steps = await _ramp(target, args, steps, pace, holds)
+    with _quill_serving(args, "simulated") as quill:
+        await _prepare_workspaces(quill.address, args, max(steps))
+        # The bare server streams as much as Quill's serving did in a first, short step.
+        calibration = await _step(quill, steps[0], args, pace)
+        shape = _message_shape([calibration])
+        with _bare_server(args, shape) as bare:
+            quill_steps, bare_steps = await _ramp([quill, bare], args, steps, pace, holds)
     best = _best(quill_steps)
     bare_best = _best(bare_steps)
     return {
@@ -389,6 +402,11 @@ async def _simulated(args: argparse.Namespace) -> dict[str, Any]:
         "editors_sustained": best["editors"] if best else 0,
         "bare_editors_sustained": bare_best["editors"] if bare_best else 0,
         "serving_cpu_s_per_completion": best["serving_cpu_s_per_completion"] if best else None,
+        "bare_cpu_s_per_completion": bare_best["serving_cpu_s_per_completion"]
+        if bare_best
+        else None,
+        "completions_per_core_s": _per_core(best),
+        "bare_completions_per_core_s": _per_core(bare_best),
         "p50_added_ms": best["added_p50_ms"] if best else None,
         "p95_added_ms": best["added_p95_ms"] if best else None,
         "errors": sum(step["errors"] for step in quill_steps),
@@ -411,6 +429,12 @@ def _message_shape(steps: list[dict[str, Any]]) -> dict[str, int]:
             "multi_tokens": multi, "multi_messages": max(1, multi // 8)}  # fmt: skip
 
 
+def _per_core(step: dict[str, Any] | None) -> float | None:
+    """Completions per second one core would hold at the step's CPU cost per completion."""
+    cost = step["serving_cpu_s_per_completion"] if step else None
+    return round(1 / cost, 1) if cost else None
+
+
 def _best(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     held = [step for step in steps if step["holds"]]
     return max(held, key=lambda step: step["completions_per_s"]) if held else None
@@ -425,7 +449,7 @@ async def _real(args: argparse.Namespace) -> dict[str, Any]:
 
     with _quill_serving(args, "real") as target:
         await _prepare_workspaces(target.address, args, max(steps))
-        results = await _ramp(target, args, steps, None, holds)
+        (results,) = await _ramp([target], args, steps, None, holds)
     held = [step for step in results if step["holds"]]
     last = held[-1] if held else None
     return {
@@ -503,18 +527,24 @@ async def _sample_memory(
 
 
 def _growth(samples: list[dict[str, Any]], bound_mb: float) -> dict[str, Any]:
-    """Growth from the end of the first quarter (warm-up) to the largest sample after it."""
+    """Growth after warm-up: the mean of the last quarter of the samples minus the mean of the
+    second quarter (means, so one sample's allocator swing does not decide it)."""
     if len(samples) < 4:
         return {"rss_growth_bound_mb": bound_mb}
-    warm = samples[len(samples) // 4 :]
-    serving = max(s["serving_rss_mb"] for s in warm) - warm[0]["serving_rss_mb"]
+    quarter = len(samples) // 4
+    early, late = samples[quarter : 2 * quarter], samples[-quarter:]
+
+    def growth(value: Callable[[dict[str, Any]], float]) -> float:
+        return round(statistics.fmean(map(value, late)) - statistics.fmean(map(value, early)), 1)
+
+    serving = growth(lambda s: s["serving_rss_mb"])
     servers = [
-        max(s["language_server_rss_mb"][n] for s in warm) - warm[0]["language_server_rss_mb"][n]
-        for n in range(len(warm[0]["language_server_rss_mb"]))
+        growth(lambda s, n=n: s["language_server_rss_mb"][n])
+        for n in range(len(samples[0]["language_server_rss_mb"]))
     ]
     return {
         "rss_growth_bound_mb": bound_mb,
-        "serving_rss_growth_mb": round(serving, 1),
-        "language_server_rss_growth_mb": [round(g, 1) for g in servers],
+        "serving_rss_growth_mb": serving,
+        "language_server_rss_growth_mb": servers,
         "within_bound": serving <= bound_mb and all(g <= bound_mb for g in servers),
     }

@@ -61,6 +61,10 @@ REPLICA_ARGS = ["--enforce-eager", "--kv-cache-gib", "0.25", "--max-model-len", 
                 "--shutdown-grace", "3"]  # fmt: skip
 TMPFS_BYTES = 64 * 2**20
 MAIN = "from shop.billing import compute_invoice_total\n\n\ndef checkout(cart):\n    total ="
+# Documents opened after a failover and after the return: fresh text, so the language server
+# must ask serving (no type-ahead from an earlier suggestion).
+NEXT = "from geo import Circle\n\n\ndef ring_area(outer, inner):\n    return"
+BACK = "def tax(amount, rate):\n    return amount *"
 # A client may need this long to see its replica gone and the other answer (HAProxy marks a
 # replica down after 2 failed checks 1 s apart; a call that cannot connect is redispatched).
 FAILOVER_S = 15.0
@@ -156,7 +160,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         balancer.stop()
         for replica in replicas:
-            engines = replica.engine_processes() if replica.serving.process else []
+            process = replica.serving.process
+            engines = replica.engine_processes() if process and process.poll() is None else []
             code = replica.serving.stop()
             assert code in (0, None), f"replica exited with {code}; see {replica.serving.log_path}"
             assert psutil.wait_procs(engines, timeout=60)[1] == []
@@ -258,8 +263,9 @@ async def test_load_balancer_restart_loses_no_event(
     # Restart the balancer while those events wait for their batch (sent every 2 s).
     cluster.balancer.stop()
     cluster.balancer.start().wait_until({r.address for r in cluster.replicas})
-    uri = (tmp_path / "lib_0.rs").as_uri()
-    took, _ = await _suggestion(client, uri, texts[0] + " b", FAILOVER_S)
+    uri = (tmp_path / "after.rs").as_uri()
+    open_document(client, uri, texts[0], language)
+    took, _ = await _suggestion(client, uri, texts[0], FAILOVER_S)
     print(f"first suggestion after the balancer's restart: {took:.1f} s")
     expected = {"shown": len(texts) + 1, "accepted": accepted}
     for _ in range(60):
@@ -336,12 +342,11 @@ def _file(path: str, text: str) -> pb.WorkspaceFile:
 def _filled(folder: Path) -> Iterator[Path]:
     """Fill the file system of `folder` to the last byte; the filler goes away afterwards."""
     filler = folder / "filler"
-    with open(filler, "wb") as out:
+    with open(filler, "wb", buffering=0) as out:
         for size in (2**20, 4096, 1):
             with contextlib.suppress(OSError):
                 while True:
                     out.write(b"\0" * size)
-                    out.flush()
     try:
         yield filler
     finally:
@@ -394,7 +399,9 @@ async def test_restart_with_a_request_in_flight_and_unsent_events(
         for kind in ("shown", "accepted", "rejected")
     )
     assert accounted == held
-    took, _ = await _suggestion(client, uri, text + " name", 60)
+    after = (tmp_path / "after.py").as_uri()
+    open_document(client, after, text)
+    took, _ = await _suggestion(client, after, text, 60)
     print(f"first suggestion after the restart: {took:.1f} s")
 
 
@@ -441,7 +448,9 @@ async def test_replica_killed_under_load_fails_over_and_comes_back(
     home.serving.process.wait(30)
 
     # The language server's next suggestions come from the other replica, within seconds.
-    took, _ = await _suggestion(client, uri, MAIN + " cart", FAILOVER_S)
+    next_uri = (tmp_path / "next.py").as_uri()
+    open_document(client, next_uri, NEXT)
+    took, _ = await _suggestion(client, next_uri, NEXT, FAILOVER_S)
     print(f"first suggestion after the kill: {took:.1f} s")
     assert await _complete(cluster.address, wid) == other.instance()
     # The workspace was synced there by content hash, without anyone asking.
@@ -475,7 +484,9 @@ async def test_replica_killed_under_load_fails_over_and_comes_back(
     home.serving.start(timeout_s=900)
     cluster.balancer.wait_until({r.address for r in cluster.replicas})
     assert await _complete(cluster.address, wid) == home.instance()  # traffic comes back
-    await _suggestion(client, uri, MAIN + " cart.", 120)  # the language server sees it back
+    back_uri = (tmp_path / "back.py").as_uri()
+    open_document(client, back_uri, BACK)
+    await _suggestion(client, back_uri, BACK, 120)  # the language server sees it back
     # ... and syncs the workspace to it by content hash: it has the file as changed.
     async with grpc.aio.insecure_channel(home.address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)

@@ -28,9 +28,9 @@ def test_enter_brings_the_next_lines_indentation() -> None:
 
 
 async def test_an_editor_types_asks_cancels_syncs_and_reports() -> None:
-    engine = ScriptedEngine(chunks=[" 2", " *", " r", "\n"], step_delay_s=0.03, max_model_len=4096)
+    engine = ScriptedEngine(chunks=[" 2", " *", " r", "\n"], step_delay_s=0.02, max_model_len=4096)
     settings = EditorSettings(
-        pace=TypingPace(cps=30, line_pause=0.3, word_pause=0.15, jitter=0.3),
+        pace=TypingPace(cps=30, line_pause=1.0, word_pause=0.1, jitter=0.3),
         debounce_s=0.05,
         accept_share=0.5,
     )
@@ -38,7 +38,7 @@ async def test_an_editor_types_asks_cancels_syncs_and_reports() -> None:
         editor = GrpcEditor(channel, "ws-load", "shapes.py", HEAD, TYPED, settings, seed=1)
         stop = asyncio.Event()
         running = asyncio.create_task(editor.run(stop))
-        await asyncio.sleep(4)
+        await asyncio.sleep(6)
         stop.set()
         await asyncio.wait_for(running, 10)
         stub = quill_pb2_grpc.QuillStub(channel)
