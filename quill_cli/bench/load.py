@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import subprocess
 import sys
@@ -526,6 +527,10 @@ async def _sample_memory(
     return samples
 
 
+def _language_server_rss(sample: dict[str, Any], number: int) -> float:
+    return float(sample["language_server_rss_mb"][number])
+
+
 def _growth(samples: list[dict[str, Any]], bound_mb: float) -> dict[str, Any]:
     """Growth after warm-up: the mean of the last quarter of the samples minus the mean of the
     second quarter (means, so one sample's allocator swing does not decide it)."""
@@ -539,7 +544,7 @@ def _growth(samples: list[dict[str, Any]], bound_mb: float) -> dict[str, Any]:
 
     serving = growth(lambda s: s["serving_rss_mb"])
     servers = [
-        growth(lambda s, n=n: s["language_server_rss_mb"][n])
+        growth(functools.partial(_language_server_rss, number=n))
         for n in range(len(samples[0]["language_server_rss_mb"]))
     ]
     return {
