@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.engine.base import EngineOutput, GenerationRequest
+from serving.engine.tokens import TokenizerBacked
 
 logger = logging.getLogger(__name__)
 
@@ -123,15 +124,13 @@ def _lookup(ids: list[int]) -> int | None:
     return None
 
 
-class SimulatedEngine:
+class SimulatedEngine(TokenizerBacked):
     """Implements serving's Engine protocol (serving/engine/base.py) without a model."""
 
     def __init__(
         self, tokenizer: Any, model_name: str, max_model_len: int, pace: SimulatedPace
     ) -> None:
-        self._tokenizer = tokenizer
-        self._model_name = model_name
-        self._max_model_len = max_model_len
+        super().__init__(tokenizer, model_name, max_model_len)
         self.pace = pace
         self._clock = StepClock(pace.tpot_ms / 1e3)
         self._places: asyncio.Semaphore | None = None
@@ -155,20 +154,6 @@ class SimulatedEngine:
         )
         name = f"simulated:{served_model_name or Path(model).name}"
         return cls(tokenizer, name, _max_model_len(model), pace)
-
-    @property
-    def model_name(self) -> str:
-        return self._model_name
-
-    @property
-    def max_model_len(self) -> int:
-        return self._max_model_len
-
-    def encode(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return str(self._tokenizer.decode(list(token_ids), skip_special_tokens=True))
 
     def _text_of(self, token: int) -> str:
         text = self._token_text.get(token)

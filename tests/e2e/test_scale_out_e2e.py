@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 import subprocess
 import time
@@ -296,8 +297,14 @@ async def test_full_disk_during_an_index_save_keeps_the_last_index(cluster: Clus
 
         await sync(files=[_file(p, t) for p, t in files.items()])
         await _until_indexed(replica, wid, len(files))
-        (saved,) = replica.data_dir.glob("workspaces/*/index/index.quill")
-        before = saved.read_bytes()
+        name = hashlib.sha256(wid.encode()).hexdigest()[:32]  # serving/workspaces.py's layout
+        saved = replica.data_dir / "workspaces" / name / "index" / "index.quill"
+        before = b""
+        for _ in range(60):  # saved just after the last batch is searchable: wait till it rests
+            await asyncio.sleep(2.5)
+            if saved.exists() and saved.read_bytes() == before:
+                break
+            before = saved.read_bytes() if saved.exists() else b""
         errors = replica.counter("quill_storage_errors_total", reason="no_space")
 
         with _filled(replica.data_dir) as filler:
