@@ -47,7 +47,7 @@ from quill.grpc_metadata import routing_metadata
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from quill_cli.bench.grpc_editor import EditorSettings, GrpcEditor
-from quill_cli.bench.typist import source_texts
+from quill_cli.bench.typist import TypingPace, source_texts
 from quill_cli.launcher import ServingProcess, free_port
 from tests.conftest import lsp_command
 from tests.e2e.conftest import serving_log_dir
@@ -162,10 +162,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         balancer.stop()
         for replica in replicas:
             process = replica.serving.process
-            engines = replica.engine_processes() if process and process.poll() is None else []
-            code = replica.serving.stop()
-            assert code in (0, None), f"replica exited with {code}; see {replica.serving.log_path}"
-            assert psutil.wait_procs(engines, timeout=60)[1] == []
+            if process is not None and process.poll() is None:  # not left killed by a test
+                engines = replica.engine_processes()
+                code = replica.serving.stop()
+                assert code == 0, f"replica exited with {code}; see {replica.serving.log_path}"
+                assert psutil.wait_procs(engines, timeout=60)[1] == []
             if replica.on_tmpfs:
                 subprocess.run(["umount", str(replica.data_dir)], check=False)
 
@@ -437,7 +438,9 @@ async def test_replica_killed_under_load_fails_over_and_comes_back(
     )
     stop = asyncio.Event()
     channels = [grpc.aio.insecure_channel(cluster.address) for _ in range(3)]
-    settings = EditorSettings(language=load_language, retrieval=False, deadline_s=60.0)
+    # Pauses long enough for a CPU engine to answer some calls before the next key.
+    pace = TypingPace(line_pause=3.0, think_share=0.3, think_pause=6.0)
+    settings = EditorSettings(pace, language=load_language, retrieval=False, deadline_s=60.0)
     editors = [
         GrpcEditor(channel, f"load-{n}", f"load_{n}.lua", head, typed, settings, seed=n)
         for n, (channel, (head, typed)) in enumerate(
@@ -465,7 +468,10 @@ async def test_replica_killed_under_load_fails_over_and_comes_back(
     # The killed serving's engine processes went with it.
     assert psutil.wait_procs(engines, timeout=60)[1] == []
 
-    await asyncio.sleep(5)  # the load goes on against the survivor
+    for _ in range(120):  # the load goes on against the survivor
+        if any(c.outcome == "ok" and c.sent_at > killed_at for e in editors for c in e.tally.calls):
+            break
+        await asyncio.sleep(0.5)
     stop.set()
     await asyncio.wait_for(asyncio.gather(*load), 120)  # every call ended; none hangs
     for channel in channels:
