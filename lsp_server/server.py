@@ -62,7 +62,7 @@ class QuillLanguageServer(LanguageServer):
         self.close_listeners: list[Callable[[str], None]] = []
 
     async def _send_events(self, request: Any) -> bool:
-        return await self.serving_client().report_events(request)
+        return await self.serving_client().report_events(request, self.workspace_id())
 
     def apply_initialization_options(self, options: Any) -> None:
         settings, problems = parse_settings(options)

@@ -104,6 +104,10 @@ class ServingClient:
         self._request_probe: asyncio.Task[bool] | None = None
         self._request_probe_at = float("-inf")
         self.probes = 0  # health checks sent while down (tests: no hammering)
+        # The serving process that answered last (CompletionDone.serving_instance and the like),
+        # and who wants to know when another one answers (a failover, a restart).
+        self.serving_instance: str | None = None
+        self.instance_listeners: list[Callable[[str], None]] = []
 
     @staticmethod
     def _open_channel(
@@ -150,6 +154,7 @@ class ServingClient:
             async for response in call:
                 if response.HasField("done"):
                     self._refused = None
+                    self.observe_instance(response.done.serving_instance)
                     return Completion(text=response.done.text, done=response.done)
                 if on_delta is not None:
                     on_delta(response.delta)
@@ -171,17 +176,33 @@ class ServingClient:
             if not call.done():
                 call.cancel()
 
-    async def report_events(self, request: pb.ReportEventsRequest, timeout_s: float = 5.0) -> bool:
-        """Deliver one batch of events; False when serving did not take it."""
+    async def report_events(
+        self, request: pb.ReportEventsRequest, workspace_id: str = "", timeout_s: float = 5.0
+    ) -> bool:
+        """Deliver one batch of events; False when serving did not take it. Routed like the
+        workspace's completions, to the replica that issued its suggestions."""
         if not await self.usable():
             return False
         try:
-            await self._stub.ReportEvents(request, timeout=timeout_s)
+            answer = await self._stub.ReportEvents(
+                request, timeout=timeout_s, metadata=routing_metadata(workspace_id)
+            )
         except grpc.aio.AioRpcError as error:
             if not self.note_failure(error):
                 logger.warning("ReportEvents failed: %s", error.code().name)
             return False
+        self.observe_instance(answer.serving_instance)
         return True
+
+    def observe_instance(self, instance: str) -> None:
+        """Note which serving process answered; tell the listeners when it is another one."""
+        if not instance or instance == self.serving_instance:
+            return
+        previous, self.serving_instance = self.serving_instance, instance
+        if previous is not None:
+            logger.info("serving instance %s answers now (was %s)", instance, previous)
+        for listener in list(self.instance_listeners):
+            listener(instance)
 
     async def usable(self) -> bool:
         """Whether to call serving now: yes while it is up; while it is down, only when a probe

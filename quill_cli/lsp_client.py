@@ -117,6 +117,12 @@ class StdioLanguageClient:
                 )
             )
 
+    @property
+    def server_pid(self) -> int | None:
+        """The language server's process id, once started."""
+        process = getattr(self.client, "_server", None)
+        return process.pid if process is not None else None
+
     async def inline_completion(
         self, uri: str, line: int, character: int, automatic: bool = False
     ) -> list[types.InlineCompletionItem]:

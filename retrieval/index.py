@@ -235,10 +235,15 @@ class WorkspaceIndex:
             vectors = self._vectors.serialize().tobytes()
             self._dirty = False
         header = json.dumps(meta, separators=(",", ":")).encode("utf-8", "surrogatepass")
-        atomic_write(
-            self.directory / INDEX_FILE,
-            _MAGIC + struct.pack("<Q", len(header)) + header + vectors,
-        )
+        try:
+            atomic_write(
+                self.directory / INDEX_FILE,
+                _MAGIC + struct.pack("<Q", len(header)) + header + vectors,
+            )
+        except BaseException:
+            with self._lock:
+                self._dirty = True  # not on disk: the next save writes it
+            raise
 
     @classmethod
     def load(

@@ -119,9 +119,10 @@ cmd_stop() {
 
 install_system_packages() {
   # Debian packages the tests use: Prometheus (promtool checks ops/; a real Prometheus scrapes
-  # serving), Chromium and what code-server needs to build (VS Code end-to-end test), tmux and
-  # a monospace font (the Neovim screenshot).
-  local wanted=(prometheus chromium ripgrep build-essential pkg-config libkrb5-dev tmux fonts-dejavu-core)
+  # serving), HAProxy (serving replicas behind a real load balancer), Chromium and what
+  # code-server needs to build (VS Code end-to-end test), tmux and a monospace font (the Neovim
+  # screenshot).
+  local wanted=(prometheus haproxy chromium ripgrep build-essential pkg-config libkrb5-dev tmux fonts-dejavu-core)
   local missing=()
   local package
   for package in "${wanted[@]}"; do

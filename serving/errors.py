@@ -36,6 +36,15 @@ class ResourceExhaustedError(RuntimeError):
     the cap, its value and the setting that raises it."""
 
 
+class StorageError(RuntimeError):
+    """Serving could not write to its data folder: RESOURCE_EXHAUSTED when it is full (the
+    operator must make room), else UNAVAILABLE (try again, or another replica)."""
+
+    def __init__(self, message: str, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
+
+
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, InvalidRequestError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
@@ -47,6 +56,9 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAUTHENTICATED, str(error)
     if isinstance(error, ResourceExhaustedError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
+    if isinstance(error, StorageError):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED if error.full else grpc.StatusCode.UNAVAILABLE
+        return code, str(error)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
 
 

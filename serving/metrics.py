@@ -54,6 +54,12 @@ REQUEST_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 ENGINE_READY = Gauge("quill_engine_ready", "1 when the engine is loaded and serving, else 0.")
+STORAGE_ERRORS = Counter(
+    "quill_storage_errors",
+    "Writes to serving's data folder that failed, by what was written (sync: a workspace's "
+    "files; index_save: its retrieval index) and reason (no_space: the folder is full; other).",
+    ["operation", "reason"],
+)
 
 
 def start_metrics_server(address: str) -> None:

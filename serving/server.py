@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -56,6 +57,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self._config = config
         # Every request passes here first (serving/request_limits.py).
         self._limits = RequestLimits(config)
+        # New at every start: a client that sees it change syncs its workspace again (the
+        # process answering may not hold it: a failover behind a load balancer, a restart).
+        self.instance = uuid.uuid4().hex[:16]
         self._completion: CompletionService | None = None
         # Synced workspace files and their retrieval indices (serving/workspaces.py).
         self._workspaces = registry_from_config(config.retrieval, config.limits)
@@ -103,6 +107,8 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         if self._completion is None:
             raise EngineNotReadyError("the engine is still loading")
         async for response in self._completion.complete(request, context, auth.current_tenant()):
+            if response.HasField("done"):
+                response.done.serving_instance = self.instance
             yield response
 
     async def Repair(  # noqa: N802
@@ -121,7 +127,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
     ) -> pb.SyncWorkspaceResponse:
         # Needs no engine: editors sync while the model is still loading.
         self._limits.check(request)
-        return await self._workspaces.sync(auth.current_tenant(), request)
+        response = await self._workspaces.sync(auth.current_tenant(), request)
+        response.serving_instance = self.instance
+        return response
 
     async def SearchApi(  # noqa: N802
         self, request: pb.SearchApiRequest, context: grpc.aio.ServicerContext
@@ -146,7 +154,9 @@ class QuillServicer(quill_pb2_grpc.QuillServicer):
         self, request: pb.ReportEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportEventsResponse:
         self._limits.check(request)
-        return self._events.record(auth.current_tenant(), request)
+        response = self._events.record(auth.current_tenant(), request)
+        response.serving_instance = self.instance
+        return response
 
 
 async def serve(
@@ -184,10 +194,11 @@ async def serve(
     if health_server is not None:
         await health_server.start()
     logger.info(
-        "gRPC listening on %s%s (NOT_SERVING until the engine is ready); %d tenants",
+        "gRPC listening on %s%s (NOT_SERVING until the engine is ready); %d tenants; instance %s",
         config.address,
         " with TLS" if credentials is not None else "",
         len(tokens.tenants),
+        servicer.instance,
     )
 
     engine: Engine | None = None

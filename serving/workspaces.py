@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import threading
@@ -32,6 +33,8 @@ from typing import Any, Protocol
 
 from quill.digest import content_digest
 from quill.v1 import quill_pb2 as pb
+from serving import metrics
+from serving.errors import StorageError
 from serving.package_store import PackageInfo, PackageStore, info_of
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,10 @@ MAX_WORKSPACE_ID_CHARS = 512
 _INDEX_BATCH_FILES = 16
 # Save the index at most this often while a long indexing run goes on (and at its end).
 _SAVE_INTERVAL_S = 2.0
+# After a failed save (a full disk, say), the next attempt comes this much later.
+_SAVE_RETRY_S = 10.0
+# Errors that mean the data folder has no room left, rather than a broken disk.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,10 @@ class Workspace:
         # Calls using the workspace now (the registry never unloads it meanwhile).
         self.leases = 0
         self._skipped = 0
+        # Why the last write to disk failed; "" once one succeeds again.
+        self._storage_error = ""
+        # One sync at a time: a sync that cannot be stored is undone whole.
+        self._sync_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._pending: set[str] = set()
         self._index: Any = None  # retrieval.WorkspaceIndex once loaded
@@ -194,6 +205,7 @@ class Workspace:
             chunks=index.chunk_count if index is not None else 0,
             files_skipped=self._skipped,
             api_entries=sum(info.entries for info in self._package_info.values()),
+            storage_error=self._storage_error,
         )
 
     async def wait_indexed(self) -> None:
@@ -205,6 +217,17 @@ class Workspace:
     # ---- sync ----
 
     async def apply(self, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
+        async with self._sync_lock:
+            held = dict(self._files), dict(self._packages), dict(self._package_info)
+            try:
+                return await self._apply(request)
+            except StorageError:
+                # Nothing of this sync was stored, so none of it counts: the client sends it
+                # again, and the manifest asks for what is missing.
+                self._files, self._packages, self._package_info = held
+                raise
+
+    async def _apply(self, request: pb.SyncWorkspaceRequest) -> pb.SyncWorkspaceResponse:
         rejected: dict[str, str] = {}
         files = self._diff_files(request, rejected)
         packages = self._diff_packages(request)
@@ -213,7 +236,7 @@ class Workspace:
             tuple(files.changed), tuple(files.deleted), tuple(packages.changed)
         )
         if change:
-            await asyncio.to_thread(self._persist, files.blobs, list(change.changed_packages))
+            await self._store(files.blobs, list(change.changed_packages))
             self._schedule_indexing(change)
             await self._notify(change)
         return pb.SyncWorkspaceResponse(
@@ -311,6 +334,29 @@ class Workspace:
 
     # ---- persistence of files and packages ----
 
+    async def _store(self, blobs: dict[str, str], changed_packages: list[str]) -> None:
+        """Write a sync's files and packages (in a thread); StorageError when it cannot."""
+        try:
+            await asyncio.to_thread(self._persist, blobs, changed_packages)
+        except OSError as error:
+            message = self._storage_failed("sync", error)
+            raise StorageError(
+                f"{message}; nothing of this sync was stored", full=error.errno in _NO_SPACE
+            ) from error
+        self._storage_error = ""
+
+    def _storage_failed(self, operation: str, error: OSError) -> str:
+        """Count and log a failed write to the data folder; returns the message."""
+        full = error.errno in _NO_SPACE
+        metrics.STORAGE_ERRORS.labels(operation, "no_space" if full else "other").inc()
+        what = "files" if operation == "sync" else "retrieval index"
+        why = "its data folder is full" if full else "a disk error"
+        self._storage_error = (
+            f"serving could not store this workspace's {what} ({why}: {error.strerror or error})"
+        )
+        logger.warning("workspace %s: %s", self.directory.name, self._storage_error)
+        return self._storage_error
+
     def _persist(self, blobs: dict[str, str], changed_packages: list[str]) -> None:
         from retrieval.persistence import atomic_write
 
@@ -391,12 +437,32 @@ class Workspace:
                     await self._index_pending()
                 if not self._pending:
                     self._indexing_done.set()
-                    await self._wakeup.wait()
+                    await self._wait_for_work()
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("indexing of a workspace failed")
             self._indexing_done.set()
+
+    async def _wait_for_work(self) -> None:
+        index = self._index
+        if index is None or not index.dirty:
+            await self._wakeup.wait()
+            return
+        # Its last save failed: try again later, or sooner when more work comes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), _SAVE_RETRY_S)
+
+    async def _save_index(self, index: Any) -> bool:
+        """Save the index; on a failed write the last index saved whole stays on disk, and
+        this one stays in memory (still searchable) and dirty, to be saved again later."""
+        try:
+            await asyncio.to_thread(index.save)
+        except OSError as error:
+            self._storage_failed("index_save", error)
+            return False
+        self._storage_error = ""
+        return True
 
     def _load_index(self) -> None:
         from retrieval.index import WorkspaceIndex
@@ -434,10 +500,10 @@ class Workspace:
             if batch:
                 await asyncio.to_thread(index.update_files, batch)
             if index.dirty and time.monotonic() - last_save > _SAVE_INTERVAL_S:
-                await asyncio.to_thread(index.save)
+                await self._save_index(index)
                 last_save = time.monotonic()
         if index.dirty:
-            await asyncio.to_thread(index.save)
+            await self._save_index(index)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -446,4 +512,4 @@ class Workspace:
                 await self._task
         index = self._index
         if index is not None and index.dirty:
-            await asyncio.to_thread(index.save)
+            await self._save_index(index)

@@ -13,6 +13,10 @@ document), from the editor's buffer, within the same caps. When serving is unrea
 initial sync waits until the serving client finds it back, then retries (with the language
 server's one backoff policy, lsp_server/serving_client.py) from the manifest it already has:
 the workspace is never walked again. Nothing here ever blocks a completion.
+
+Every answer names the serving process that gave it (`serving_instance`). When another one
+answers (behind a load balancer the workspace's replica died and another took over, or serving
+restarted), the whole sync runs again by content hash, so only what that process lacks travels.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ _RPC_TIMEOUT_S = 60.0
 # Retries of the initial sync wait at most this long between them (serving being down is
 # waited out separately, without retrying against it).
 _RETRY_MAX_S = 30.0
+# Whole syncs in a row while the serving process that answers keeps changing.
+_MAX_SYNC_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,31 @@ class WorkspaceSync:
         self.last_status: pb.IndexStatus | None = None
         self.files_sent = 0
         self.scans = 0
+        # The serving process the last whole sync went to, and how often it ran again because
+        # another one answered.
+        self.synced_instance: str | None = None
+        self.resyncs = 0
 
     # ---- lifecycle ----
 
     def start(self) -> None:
+        listeners = self._server.serving_client().instance_listeners
+        if self._serving_changed not in listeners:
+            listeners.append(self._serving_changed)
         if self._initial is None or self._initial.done():
             self._initial = asyncio.create_task(self._initial_sync_with_retries())
+
+    def _serving_changed(self, instance: str) -> None:
+        """Another serving process answers: it may not hold the workspace; sync it again (a
+        sync in progress checks at its end whom it went to; before a first whole sync there is
+        nothing to sync again)."""
+        if self.synced_instance is None or instance == self.synced_instance:
+            return
+        if self._initial is not None and not self._initial.done():
+            return
+        logger.info("another serving process answers; syncing the workspace again")
+        self.resyncs += 1
+        self._initial = asyncio.create_task(self._initial_sync_with_retries())
 
     async def close(self) -> None:
         self._stop.set()
@@ -193,7 +218,7 @@ class WorkspaceSync:
                         # While serving is down, wait for the serving client to find it back
                         # instead of retrying against a dead address.
                         await self._server.serving_client().wait_until_available()
-                        await self.sync_all()
+                        await self._sync_until_settled()
                     finally:
                         self._server.state.workspace_synced.set()
         except grpc.aio.AioRpcError as error:  # only a cap ends the retries
@@ -205,20 +230,36 @@ class WorkspaceSync:
 
     # ---- the initial (and any full) sync ----
 
-    async def sync_all(self) -> None:
+    async def _sync_until_settled(self) -> None:
+        """A whole sync, again while another serving process answered meanwhile (it may lack
+        what was sent); a few rounds at most, later changes are caught by the listener."""
+        for _ in range(_MAX_SYNC_ROUNDS):
+            synced = await self.sync_all()
+            current = self._server.serving_client().serving_instance
+            if synced is None or current in (None, synced):
+                return
+            logger.info("serving changed during the sync; syncing again")
+
+    async def sync_all(self) -> str | None:
+        """Sync files and packages; returns the serving process it went to (None: nothing to
+        sync)."""
         ls = self._server
         root = root_path(ls.workspace.root_uri)
         if root is None:
-            return
+            return None
         wid = ls.workspace_id()
+        instance: str | None = None
         if ls.settings.retrieval:
             progress = WorkDoneProgress(ls, "Quill: syncing workspace", "quill-sync")
             await progress.begin()
             try:
-                await self._sync_files(root, wid, progress)
+                instance = await self._sync_files(root, wid, progress)
             finally:
                 progress.end(self._summary())
-        await self._sync_packages(root, wid)
+        instance = await self._sync_packages(root, wid) or instance
+        if instance:
+            self.synced_instance = instance
+        return instance or None
 
     def _caps(self) -> SyncBudget:
         if self._budget is None:
@@ -248,7 +289,8 @@ class WorkspaceSync:
         logger.warning("%s", message)
         self._server.notify_user(message, True)
 
-    async def _sync_files(self, root: Path, wid: str, progress: WorkDoneProgress) -> None:
+    async def _sync_files(self, root: Path, wid: str, progress: WorkDoneProgress) -> str:
+        """Returns the serving process that answered the manifest."""
         ls = self._server
         files, skipped = await self._scan_once(root)
         progress.report(f"{len(files)} files found", 0)
@@ -273,21 +315,23 @@ class WorkspaceSync:
         logger.info(
             "workspace synced: %d files, %d sent, %d skipped", len(files), len(to_send), skipped
         )
+        return answer.serving_instance
 
-    async def _sync_packages(self, root: Path, wid: str) -> None:
+    async def _sync_packages(self, root: Path, wid: str) -> str | None:
+        """Returns the serving process that answered the package manifest, if one was sent."""
         try:
             from lsp_server.api_extraction import package_catalog
         except ImportError:
-            return
+            return None
         try:
             packages = await package_catalog(
                 root, getattr(self._server.settings, "python_path", "") or None, self._stop
             )
         except Exception:  # noqa: BLE001 - another feature's extraction must not stop the sync
             logger.exception("API package extraction failed")
-            return
+            return None
         if not packages:
-            return
+            return None
         answer = await self._call(
             pb.SyncWorkspaceRequest(
                 workspace_id=wid,
@@ -300,6 +344,7 @@ class WorkspaceSync:
             await self._call(
                 pb.SyncWorkspaceRequest(workspace_id=wid, packages=wanted[start : start + 8])
             )
+        return answer.serving_instance
 
     # ---- documents ----
 
@@ -365,7 +410,10 @@ class WorkspaceSync:
             raise
         for path, reason in answer.rejected.items():
             logger.info("serving refused %s: %s", path, reason)
+        if answer.status.storage_error:
+            logger.warning("serving: %s", answer.status.storage_error)
         self.last_status = answer.status
+        serving.observe_instance(answer.serving_instance)
         return answer
 
     def _summary(self) -> str:

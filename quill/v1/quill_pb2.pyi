@@ -168,7 +168,7 @@ class StageTimings(_message.Message):
     def __init__(self, prompt_build_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., queue_wait_ms: _Optional[float] = ...) -> None: ...
 
 class CompletionDone(_message.Message):
-    __slots__ = ("suggestion_id", "text", "prompt_tokens", "completion_tokens", "timings", "finish_reason", "model", "mode", "context_sources", "tool_calls")
+    __slots__ = ("suggestion_id", "text", "prompt_tokens", "completion_tokens", "timings", "finish_reason", "model", "mode", "context_sources", "tool_calls", "serving_instance")
     SUGGESTION_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +179,7 @@ class CompletionDone(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_SOURCES_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SERVING_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     suggestion_id: str
     text: str
     prompt_tokens: int
@@ -189,7 +190,8 @@ class CompletionDone(_message.Message):
     mode: CompletionMode
     context_sources: _containers.RepeatedCompositeFieldContainer[ContextSource]
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
-    def __init__(self, suggestion_id: _Optional[str] = ..., text: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., finish_reason: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[_Union[CompletionMode, str]] = ..., context_sources: _Optional[_Iterable[_Union[ContextSource, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
+    serving_instance: str
+    def __init__(self, suggestion_id: _Optional[str] = ..., text: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., finish_reason: _Optional[str] = ..., model: _Optional[str] = ..., mode: _Optional[_Union[CompletionMode, str]] = ..., context_sources: _Optional[_Iterable[_Union[ContextSource, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., serving_instance: _Optional[str] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
     __slots__ = ("delta", "done")
@@ -233,12 +235,14 @@ class ReportEventsRequest(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[SuggestionEvent, _Mapping]]] = ..., typed_chars: _Optional[_Mapping[str, int]] = ..., undelivered_events: _Optional[int] = ...) -> None: ...
 
 class ReportEventsResponse(_message.Message):
-    __slots__ = ("recorded", "rejected")
+    __slots__ = ("recorded", "rejected", "serving_instance")
     RECORDED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    SERVING_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     recorded: int
     rejected: int
-    def __init__(self, recorded: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+    serving_instance: str
+    def __init__(self, recorded: _Optional[int] = ..., rejected: _Optional[int] = ..., serving_instance: _Optional[str] = ...) -> None: ...
 
 class FileDigest(_message.Message):
     __slots__ = ("path", "sha256")
@@ -307,21 +311,23 @@ class SyncWorkspaceRequest(_message.Message):
     def __init__(self, workspace_id: _Optional[str] = ..., manifest: _Optional[_Iterable[_Union[FileDigest, _Mapping]]] = ..., manifest_complete: _Optional[bool] = ..., files: _Optional[_Iterable[_Union[WorkspaceFile, _Mapping]]] = ..., deleted_paths: _Optional[_Iterable[str]] = ..., package_manifest: _Optional[_Iterable[_Union[FileDigest, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[ApiPackage, _Mapping]]] = ...) -> None: ...
 
 class IndexStatus(_message.Message):
-    __slots__ = ("files_indexed", "files_pending", "chunks", "files_skipped", "api_entries")
+    __slots__ = ("files_indexed", "files_pending", "chunks", "files_skipped", "api_entries", "storage_error")
     FILES_INDEXED_FIELD_NUMBER: _ClassVar[int]
     FILES_PENDING_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     FILES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     API_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_ERROR_FIELD_NUMBER: _ClassVar[int]
     files_indexed: int
     files_pending: int
     chunks: int
     files_skipped: int
     api_entries: int
-    def __init__(self, files_indexed: _Optional[int] = ..., files_pending: _Optional[int] = ..., chunks: _Optional[int] = ..., files_skipped: _Optional[int] = ..., api_entries: _Optional[int] = ...) -> None: ...
+    storage_error: str
+    def __init__(self, files_indexed: _Optional[int] = ..., files_pending: _Optional[int] = ..., chunks: _Optional[int] = ..., files_skipped: _Optional[int] = ..., api_entries: _Optional[int] = ..., storage_error: _Optional[str] = ...) -> None: ...
 
 class SyncWorkspaceResponse(_message.Message):
-    __slots__ = ("needed_paths", "needed_packages", "status", "rejected")
+    __slots__ = ("needed_paths", "needed_packages", "status", "rejected", "serving_instance")
     class RejectedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -333,11 +339,13 @@ class SyncWorkspaceResponse(_message.Message):
     NEEDED_PACKAGES_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    SERVING_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     needed_paths: _containers.RepeatedScalarFieldContainer[str]
     needed_packages: _containers.RepeatedScalarFieldContainer[str]
     status: IndexStatus
     rejected: _containers.ScalarMap[str, str]
-    def __init__(self, needed_paths: _Optional[_Iterable[str]] = ..., needed_packages: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[IndexStatus, _Mapping]] = ..., rejected: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    serving_instance: str
+    def __init__(self, needed_paths: _Optional[_Iterable[str]] = ..., needed_packages: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[IndexStatus, _Mapping]] = ..., rejected: _Optional[_Mapping[str, str]] = ..., serving_instance: _Optional[str] = ...) -> None: ...
 
 class SearchApiRequest(_message.Message):
     __slots__ = ("workspace_id", "query", "limit")

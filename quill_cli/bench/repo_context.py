@@ -270,9 +270,9 @@ async def run_condition(
 
 async def _index(root: Path, address: str) -> dict[str, Any]:
     """Sync the package to serving as the language server would, and wait for its index."""
-    import grpc
 
     from lsp_server.workspace_identity import workspace_id
+    from quill.channel import open_channel
     from quill.v1 import quill_pb2 as pb
     from quill.v1 import quill_pb2_grpc
     from quill.workspace_files import walk_workspace
@@ -280,7 +280,7 @@ async def _index(root: Path, address: str) -> dict[str, Any]:
     files = list(walk_workspace(root))
     workspace = workspace_id(root.as_uri())
     started = time.perf_counter()
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         stub = quill_pb2_grpc.QuillStub(channel)
         await stub.SyncWorkspace(
             pb.SyncWorkspaceRequest(

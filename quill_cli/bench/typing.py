@@ -37,7 +37,6 @@ import asyncio
 import random
 import statistics
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -45,33 +44,14 @@ from pathlib import Path
 from typing import Any
 
 from quill_cli.bench.report import machine_info, parse_named_options, percentile, write_json
-
-DEFAULT_FILES = ("json/decoder.py", "textwrap.py", "shlex.py", "fractions.py", "csv.py", "glob.py")
+from quill_cli.bench.typist import TypingPace, add_typing_arguments, keystrokes, source_texts
 
 
 def add_parser(bench: argparse._SubParsersAction) -> None:
     p = bench.add_parser("typing", help="simulated typing through the language server")
     p.add_argument("--editors", type=int, default=3, help="simulated editors at once")
     p.add_argument("--chars", type=int, default=200, help="characters each editor types")
-    p.add_argument("--cps", type=float, default=8.0, help="keystrokes per second within words")
-    p.add_argument("--line-pause", type=float, default=1.0, help="seconds paused after a newline")
-    p.add_argument("--word-pause", type=float, default=0.4, help="seconds paused after some spaces")
-    p.add_argument(
-        "--think-share",
-        type=float,
-        default=0.0,
-        help="share of line ends where the person stops to think (or to read a suggestion)",
-    )
-    p.add_argument("--think-pause", type=float, default=4.0, help="seconds such a stop lasts")
-    p.add_argument(
-        "--jitter",
-        type=float,
-        default=0.3,
-        help="spread of every gap: each is multiplied by a log-normal factor of this sigma",
-    )
-    p.add_argument(
-        "--client-debounce-ms", type=float, default=200, help="the editor's own debounce (0: none)"
-    )
+    add_typing_arguments(p)
     p.add_argument(
         "--no-refresh",
         dest="refresh",
@@ -83,6 +63,13 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=1, help="times each variant types, in turns")
     p.add_argument("--address", default=None, help="use this serving (its --metrics too)")
     p.add_argument("--serve-arg", action="append", default=[], help="extra `quill serve` argument")
+    p.add_argument(
+        "--engine-pace",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="cpu: the real engine on this machine; gpu: the SIMULATED engine at a data-centre "
+        "GPU's pace (quill serve --engine simulated; docs/benchmarks.md)",
+    )
     p.add_argument("--metrics-url", default=None)
     p.add_argument(
         "--variant",
@@ -106,20 +93,6 @@ def _metric(url: str, name: str) -> float:
         for line in text.splitlines()
         if line.startswith(name) and not line.startswith("#")
     )
-
-
-def _sources(seed: int, editors: int, context_lines: int, chars: int) -> list[tuple[str, str]]:
-    """(text already in the file, text the editor will type) per editor."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    rng = random.Random(seed)
-    result = []
-    for index in range(editors):
-        lines = (stdlib / DEFAULT_FILES[index % len(DEFAULT_FILES)]).read_text().split("\n")
-        start = rng.randrange(0, max(1, len(lines) - context_lines - 40))
-        head = "\n".join(lines[start : start + context_lines]) + "\n"
-        rest = "\n".join(lines[start + context_lines :])
-        result.append((head, rest[:chars]))
-    return result
 
 
 async def _editor(
@@ -172,7 +145,7 @@ async def _editor(
         if items and asked_version == version:
             refreshed += 1
 
-    interval = 1.0 / args.cps
+    pace = TypingPace.from_args(args)
     rng = random.Random(args.seed * 1000 + number)
 
     async def ask(sent_at: float, line: int, character: int) -> None:
@@ -186,27 +159,14 @@ async def _editor(
 
     index = 0
     try:
-        while index < len(typed):
-            key = typed[index]
-            if key == "\n":
-                # Enter: the editor indents the new line itself (auto-indent), in the same change.
-                indent = typed[index + 1 :]
-                key += indent[: len(indent) - len(indent.lstrip(" \t"))]
+        for key in keystrokes(typed):
             text += key
             index += len(key)
             version += 1
             uri = client.open(path, text)
             keystroke_at = time.perf_counter()
             lines = text.split("\n")
-            pause = interval
-            if key.startswith("\n"):
-                pause += args.line_pause
-                if args.think_share and rng.random() < args.think_share:
-                    pause += args.think_pause
-            elif key in " ,(:." and rng.random() < 0.3:
-                pause += args.word_pause
-            # People are not metronomes: each gap varies around its kind's length.
-            pause *= rng.lognormvariate(0.0, args.jitter) if args.jitter else 1.0
+            pause = pace.pause_after(key, rng)
             debounce = args.client_debounce_ms / 1e3
             if pause <= debounce:
                 await asyncio.sleep(pause)  # the next keystroke comes before the editor asks
@@ -256,10 +216,15 @@ async def _run(args: argparse.Namespace) -> int:
     variants += [parse_named_options(spec) for spec in args.variant]
     serving = None
     address, metrics_url = args.address, args.metrics_url
+    serve_args = list(args.serve_arg)
+    if args.engine_pace == "gpu":
+        # No GPU here: the simulated engine streams at one's pace under the real serving.
+        serve_args.append("--engine=simulated")
+        print("engine: SIMULATED at a data-centre GPU's pace (not a model)", file=sys.stderr)
     if address is None:
         log = envs.cache_dir() / "bench-typing-serve.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        serving = ServingProcess(list(args.serve_arg), log_path=log).start()
+        serving = ServingProcess(serve_args, log_path=log).start()
         address, metrics_url = serving.address, serving.metrics_url
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
     try:
@@ -283,6 +248,11 @@ async def _run(args: argparse.Namespace) -> int:
             for name, run in runs.items()
             if name != "default"
         }
+    figures["engine"] = (
+        "SIMULATED (quill serve --engine simulated: a data-centre GPU's pace, no model)"
+        if args.engine_pace == "gpu"
+        else "real"
+    )
     figures["machine"] = machine_info()
     write_json(args.json, figures)
     return 0
@@ -309,7 +279,7 @@ async def _run_once(
     cancelled_before = metric("quill_wasted_tokens_total")
     prompt_before = metric("quill_prompt_tokens_total")
     started = time.perf_counter()
-    sources = _sources(args.seed, args.editors, args.context_lines, args.chars)
+    sources = source_texts(args.seed, args.editors, args.context_lines, args.chars)
     # The editors' project: their files only. Typing inside a large checkout would measure
     # its first indexing and API-catalog build competing with completions, not typing.
     with tempfile.TemporaryDirectory(prefix="quill-typing-") as folder:

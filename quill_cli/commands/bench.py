@@ -8,6 +8,7 @@ from quill_cli.bench import (
     api,
     engine,
     latency,
+    load,
     quality,
     repair,
     repair_engine,
@@ -16,7 +17,18 @@ from quill_cli.bench import (
     workspaces,
 )
 
-BENCHMARKS = (latency, engine, quality, typing, retrieval, workspaces, repair_engine, repair, api)
+BENCHMARKS = (
+    latency,
+    engine,
+    quality,
+    typing,
+    load,
+    retrieval,
+    workspaces,
+    repair_engine,
+    repair,
+    api,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,10 +7,14 @@ import asyncio
 import gc
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from quill import envs
 from quill_cli.config_flags import add_config_flags, config_from_flags
+
+if TYPE_CHECKING:
+    from serving.engine.base import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="any other vLLM AsyncEngineArgs field, repeatable",
     )
+    p.add_argument(
+        "--engine",
+        default="vllm",
+        metavar="vllm|simulated[:ttft_ms=N,tpot_ms=N,max_seqs=N]",
+        help="vllm (default). simulated: NOT FOR PRODUCTION, tests and benchmarks only: no model "
+        "runs, tokens copied from the prompt stream at a GPU's pace (docs/benchmarks.md)",
+    )
     # Every other flag is a field of serving/config.py, documented there (added when `serve`
     # is the command, see DeferredFlagsParser).
     p.defer(_add_config_flags)
@@ -70,6 +81,29 @@ def _config(args: argparse.Namespace, model: str, bundled: bool) -> Any:
     )
 
 
+def _engine_choice(spec: str) -> tuple[str, dict[str, Any]]:
+    from quill_cli.bench.report import parse_named_options
+
+    name, options = parse_named_options(spec, strict=True)
+    if name not in ("vllm", "simulated") or (name == "vllm" and options):
+        raise ValueError(f"--engine wants vllm or simulated[:key=value,...], got {spec!r}")
+    return name, options
+
+
+def _engine_starter(args: argparse.Namespace, config: Any) -> Callable[[], Engine]:
+    """What `serve` calls to start the engine `--engine` names (ValueError: a bad --engine)."""
+    kind, options = _engine_choice(args.engine)
+    if kind == "simulated":
+        from serving.engine.simulated import SimulatedEngine, SimulatedPace
+
+        pace = SimulatedPace.from_options(options)
+        engine = config.engine
+        return lambda: SimulatedEngine.start(engine.model, pace, engine.served_model_name)
+    from serving.engine.vllm_engine import VllmEngine
+
+    return lambda: VllmEngine.start(config.engine)
+
+
 def run(args: argparse.Namespace) -> int:
     envs.force_offline()
     from serving.fim import choose_template
@@ -84,15 +118,15 @@ def run(args: argparse.Namespace) -> int:
     bundled = args.model in (None, DEFAULT_MODEL)
     try:
         config = _config(args, model, bundled)
-    except ValueError as error:  # a cap that is not positive, say
+        start_engine = _engine_starter(args, config)
+    except ValueError as error:  # a cap that is not positive, a bad --engine
         logger.error("%s", error)
         return 2
     from serving.auth import TokenFileError
-    from serving.engine.vllm_engine import VllmEngine
     from serving.server import serve
 
     try:
-        asyncio.run(serve(config, lambda: VllmEngine.start(config.engine)))
+        asyncio.run(serve(config, start_engine))
     except (OSError, TokenFileError) as error:
         logger.error("%s", error)
         return 1

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from serving.config import EngineConfig
 from serving.engine.base import EngineOutput, GenerationRequest
+from serving.engine.tokens import TokenizerBacked
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,12 @@ def _top_logprobs(step_logprobs: Any) -> tuple[Mapping[int, float], ...]:
     )
 
 
-class VllmEngine:
+class VllmEngine(TokenizerBacked):
     """vLLM's AsyncLLM running in this process (its engine core runs in a child process)."""
 
     def __init__(self, llm: Any, model_name: str) -> None:
+        super().__init__(llm.get_tokenizer(), model_name, int(llm.model_config.max_model_len))
         self._llm = llm
-        self._model_name = model_name
-        self._tokenizer = llm.get_tokenizer()
-        self._max_model_len = int(llm.model_config.max_model_len)
         self._closed = False
 
     @classmethod
@@ -118,20 +117,6 @@ class VllmEngine:
         logger.info("starting vLLM engine: %s", args)
         llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         return cls(llm, config.served_model_name or config.model)
-
-    @property
-    def model_name(self) -> str:
-        return self._model_name
-
-    @property
-    def max_model_len(self) -> int:
-        return self._max_model_len
-
-    def encode(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return str(self._tokenizer.decode(list(token_ids), skip_special_tokens=True))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
         from vllm import SamplingParams

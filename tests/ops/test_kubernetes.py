@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quill.grpc_metadata import ROUTING_HEADERS
+
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "ops" / "kubernetes"
-WORKSPACE_HEADER = "x-quill-workspace"
 
 
 def documents(path: Path) -> list[dict]:
@@ -144,7 +145,12 @@ def test_envoy_balances_grpc_with_ring_hash_on_the_workspace_header() -> None:
     for route in routes:
         assert route["route"]["cluster"] == cluster["name"]
         headers = [policy["header"]["header_name"] for policy in route["route"]["hash_policy"]]
-        assert headers == [WORKSPACE_HEADER]
+        assert headers == list(ROUTING_HEADERS)  # as ops/haproxy/haproxy.cfg hashes
+        retry = route["route"]["retry_policy"]
+        assert "connect-failure" in retry["retry_on"]  # as HAProxy's redispatch
+        assert retry["retry_host_predicate"][0]["name"].endswith("previous_hosts")
+    (check,) = cluster["health_checks"]
+    assert check["interval"] == "1s" and check["unhealthy_threshold"] == 2
 
 
 def test_envoy_points_at_the_headless_service() -> None:

@@ -4,14 +4,16 @@ persistence across a restart."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from quill.v1 import quill_pb2 as pb
 from retrieval.embedding import Embedder
-from serving.errors import InvalidRequestError
+from serving.errors import InvalidRequestError, StorageError
 from serving.workspace_registry import WorkspaceRegistry
 from serving.workspaces import WorkspaceChange, WorkspaceKey
 
@@ -204,3 +206,94 @@ def test_files_index_and_packages_survive_a_restart(embedder: Embedder, tmp_path
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+def _storage_errors(operation: str) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"operation": operation, "reason": "no_space"}
+    return REGISTRY.get_sample_value("quill_storage_errors_total", labels) or 0.0
+
+
+class _Disk:
+    """Makes fsync of files whose path contains `failing` fail as a full disk does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.failing: str | None = None
+        real = os.fsync
+
+        def fsync(descriptor: int) -> None:
+            if self.failing is not None and self.failing in os.readlink(
+                f"/proc/self/fd/{descriptor}"
+            ):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real(descriptor)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_keeps_the_last_index_and_says_so(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.workspaces
+
+    monkeypatch.setattr(serving.workspaces, "_SAVE_RETRY_S", 0.2)
+    disk = _Disk(monkeypatch)
+
+    async def run() -> None:
+        registry = WorkspaceRegistry(tmp_path, lambda: embedder)
+        await _sync_all(registry, "ws", {"billing.py": BILLING})
+        workspace = registry.get(WorkspaceKey(TENANT, "ws"))
+        assert workspace is not None
+        await workspace.wait_indexed()
+        saved = workspace.directory / "index" / "index.quill"
+        before = saved.read_bytes()
+
+        # No room for anything: the sync fails whole, clearly, and nothing of it counts.
+        disk.failing = str(tmp_path)
+        sync_errors = _storage_errors("sync")
+        with pytest.raises(StorageError, match="data folder is full") as raised:
+            await registry.sync(
+                TENANT,
+                pb.SyncWorkspaceRequest(workspace_id="ws", files=[_file("geo.py", SHAPES)]),
+            )
+        assert raised.value.full
+        assert _storage_errors("sync") == sync_errors + 1
+        assert workspace.paths() == ["billing.py"]
+        answer = await registry.sync(
+            TENANT,
+            pb.SyncWorkspaceRequest(
+                workspace_id="ws", manifest=[pb.FileDigest(path="geo.py", sha256=_sha(SHAPES))]
+            ),
+        )
+        assert list(answer.needed_paths) == ["geo.py"]  # asked for again
+
+        # Room for the file, none for the index: the last index stays on disk, whole.
+        disk.failing = "index.quill"
+        save_errors = _storage_errors("index_save")
+        await registry.sync(
+            TENANT, pb.SyncWorkspaceRequest(workspace_id="ws", files=[_file("geo.py", SHAPES)])
+        )
+        await workspace.wait_indexed()
+        status = workspace.status()
+        assert "retrieval index" in status.storage_error and "full" in status.storage_error
+        assert _storage_errors("index_save") >= save_errors + 1
+        assert saved.read_bytes() == before
+        assert not [p for p in saved.parent.iterdir() if p.name != "index.quill"]  # no leftovers
+        hits = await asyncio.to_thread(workspace.search, "circle area radius", 1)
+        assert hits[0].path == "geo.py"  # searchable from memory meanwhile
+
+        # Room again: the next attempt saves it, and the error clears.
+        disk.failing = None
+        for _ in range(100):
+            if saved.read_bytes() != before and not workspace.status().storage_error:
+                break
+            await asyncio.sleep(0.05)
+        assert workspace.status().storage_error == ""
+        await registry.close()
+        reloaded = WorkspaceRegistry(tmp_path, lambda: embedder).get(WorkspaceKey(TENANT, "ws"))
+        assert reloaded is not None
+        await reloaded.wait_indexed()
+        assert reloaded.status().files_indexed == 2
+
+    asyncio.run(run())

@@ -18,6 +18,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 from quill.channel import open_channel
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
+from quill_cli.launcher import free_port
 from tests.conftest import in_process_serving, lsp_command
 from tests.support.fakes import ScriptedEngine, scripted_repair_serving
 from tests.support.lsp import complete_at_end, open_document
@@ -249,3 +250,30 @@ async def test_sync_stops_at_the_caps_and_says_so_once(
     (name,) = caps
     told = [m.message for m in client.messages if name in m.message]
     assert len(told) == 1, told
+
+
+async def test_another_serving_process_gets_the_workspace_again(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """Serving at the same address is replaced by a process with an empty data folder (what a
+    failover behind a load balancer looks like to the language server): the next answer names
+    another serving instance, and the workspace is synced to it without anyone asking."""
+    write_workspace(tmp_path, MAIN)
+    engine = ScriptedEngine(chunks=["cart.items, 0.2)"], max_model_len=4096)
+    address = f"127.0.0.1:{free_port()}"
+    uri = (tmp_path / "main.py").as_uri()
+    async with in_process_serving(engine, address=address):
+        await initialize_in(client, tmp_path, address)
+        await _until_indexed(address, tmp_path, 3)
+        open_document(client, uri, MAIN)
+        assert (await complete_at_end(client, uri, MAIN)).items
+    async with in_process_serving(engine, address=address):
+        assert (await _status(address, tmp_path)).files_indexed == 0  # a fresh process
+        for _ in range(200):  # the language server probes until serving is back
+            result = await complete_at_end(client, uri, MAIN)
+            if result.items:
+                break
+            await asyncio.sleep(0.1)
+        assert result.items
+        status = await _until_indexed(address, tmp_path, 3)
+        assert status.chunks == 3
