@@ -75,7 +75,8 @@ class WorkspaceRegistry:
         self._unload_listeners: list[UnloadListener] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        # One workspace indexes at a time: embedding uses every core already.
+        # One indexing batch at a time, whichever workspace it is for: embedding uses every
+        # core already, and workspaces take turns batch by batch (serving/workspaces.py).
         self.indexing_slot = asyncio.Semaphore(1)
         if (data_dir / "workspaces").is_dir():
             logger.warning(

@@ -431,10 +431,10 @@ class Workspace:
         try:
             while True:
                 self._wakeup.clear()
-                async with self._registry.indexing_slot:
-                    if self._index is None:
+                if self._index is None:
+                    async with self._registry.indexing_slot:
                         await asyncio.to_thread(self._load_index)
-                    await self._index_pending()
+                await self._index_pending()
                 if not self._pending:
                     self._indexing_done.set()
                     await self._wait_for_work()
@@ -498,7 +498,11 @@ class Workspace:
                 if text is not None:
                     batch.append((path, text, digest))
             if batch:
-                await asyncio.to_thread(index.update_files, batch)
+                # The slot is held per batch, not per run: a workspace with thousands of files
+                # takes turns with the others (the semaphore wakes waiters in order), so a small
+                # workspace synced meanwhile is searchable after one batch, not after the lot.
+                async with self._registry.indexing_slot:
+                    await asyncio.to_thread(index.update_files, batch)
             if index.dirty and time.monotonic() - last_save > _SAVE_INTERVAL_S:
                 await self._save_index(index)
                 last_save = time.monotonic()

@@ -190,6 +190,9 @@ class WorkspaceSync:
             return
         logger.info("another serving process answers; syncing the workspace again")
         self.resyncs += 1
+        # A new sync, not a retry: walk the workspace again (files changed meanwhile, saved to
+        # the process that answered then, must reach this one too).
+        self._manifest = None
         self._initial = asyncio.create_task(self._initial_sync_with_retries())
 
     async def close(self) -> None:

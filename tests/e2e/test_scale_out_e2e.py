@@ -266,7 +266,11 @@ async def test_load_balancer_restart_loses_no_event(
     client: LanguageClient, cluster: Cluster, tmp_path: Path
 ) -> None:
     language = "rust"  # a label no other test uses, so this test's counts stand alone
-    await initialize_in(client, tmp_path, cluster.address, requestTimeoutS=120, retrieval=False)
+    # No retention check within the test (its RETAINED events count apart from these).
+    await initialize_in(
+        client, tmp_path, cluster.address, requestTimeoutS=120, retrieval=False,
+        retentionChecksS=[3600],
+    )  # fmt: skip
     wid = workspace_id(tmp_path)
     home = cluster.replica_with(await _complete(cluster.address, wid))
     shown = "quill_suggestions_{}_total"
@@ -318,8 +322,10 @@ async def test_full_disk_during_an_index_save_keeps_the_last_index(cluster: Clus
 
         await sync(files=[_file(p, t) for p, t in files.items()])
         await _until_indexed(replica, wid, len(files))
-        name = hashlib.sha256(wid.encode()).hexdigest()[:32]  # serving/workspaces.py's layout
-        saved = replica.data_dir / "workspaces" / name / "index" / "index.quill"
+        # serving/workspace_registry.py's layout: tenants/<digest of the tenant>/<of the id>/
+        name = hashlib.sha256(wid.encode()).hexdigest()[:32]
+        (directory,) = replica.data_dir.glob(f"tenants/*/{name}")
+        saved = directory / "index" / "index.quill"
         before = b""
         for _ in range(60):  # saved just after the last batch is searchable: wait till it rests
             await asyncio.sleep(2.5)
@@ -393,7 +399,11 @@ async def test_restart_with_a_request_in_flight_and_unsent_events(
     client: LanguageClient, cluster: Cluster, tmp_path: Path
 ) -> None:
     replica = cluster.replicas[1]  # straight to it: a restart, not a failover
-    await initialize_in(client, tmp_path, replica.address, requestTimeoutS=120, retrieval=False)
+    # No retention check within the test (its RETAINED events count apart from these).
+    await initialize_in(
+        client, tmp_path, replica.address, requestTimeoutS=120, retrieval=False,
+        retentionChecksS=[3600],
+    )  # fmt: skip
     text = 'def greet(name):\n    return "Hello, " +'
     uri = (tmp_path / "greet.py").as_uri()
     open_document(client, uri, text)

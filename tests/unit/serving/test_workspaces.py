@@ -297,3 +297,29 @@ def test_a_full_disk_keeps_the_last_index_and_says_so(
         assert reloaded.status().files_indexed == 2
 
     asyncio.run(run())
+
+
+def test_a_small_workspace_is_indexed_between_the_batches_of_a_large_one(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    """Workspaces take turns batch by batch: one tenant's large repository does not hold back
+    another's small one until it is done."""
+
+    async def run() -> None:
+        registry = WorkspaceRegistry(tmp_path, lambda: embedder)
+        large = {
+            f"pkg/module_{n}.py": f"def function_{n}(x):\n    return x + {n}\n" for n in range(80)
+        }
+        await _sync_all(registry, "large", large)
+        await _sync_all(registry, "small", {"billing.py": BILLING})
+        small = registry.get(WorkspaceKey(TENANT, "small"))
+        big = registry.get(WorkspaceKey(TENANT, "large"))
+        assert small is not None and big is not None
+        await small.wait_indexed()
+        assert small.status().files_indexed == 1
+        assert big.status().files_pending > 0  # still going: the small one did not wait for it
+        await big.wait_indexed()
+        assert big.status().files_indexed == len(large)
+        await registry.close()
+
+    asyncio.run(run())

@@ -16,6 +16,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from quill.channel import open_channel
+from quill.digest import content_digest
 from quill.v1 import quill_pb2 as pb
 from quill.v1 import quill_pb2_grpc
 from quill_cli.launcher import free_port
@@ -277,3 +278,36 @@ async def test_another_serving_process_gets_the_workspace_again(
         assert result.items
         status = await _until_indexed(address, tmp_path, 3)
         assert status.chunks == 3
+
+
+async def test_a_returning_serving_process_gets_what_changed_while_it_was_away(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """Serving restarts on its own data (a replica coming back): it still holds the workspace as
+    it was, so the language server must walk the workspace again, not replay its first walk,
+    for a file changed meanwhile to reach it."""
+    root = tmp_path / "root"
+    root.mkdir()
+    write_workspace(root, MAIN)
+    engine = ScriptedEngine(chunks=["cart.items, 0.2)"], max_model_len=4096)
+    address = f"127.0.0.1:{free_port()}"
+    data = tmp_path / "data"
+    uri = (root / "main.py").as_uri()
+    async with in_process_serving(engine, address=address, data_dir=data):
+        await initialize_in(client, root, address)
+        await _until_indexed(address, root, 3)
+    geo = "RADIUS_KM = 6371\n"
+    (root / "geo.py").write_text(geo)  # while serving is away (a checkout, say)
+    manifest = [pb.FileDigest(path="geo.py", sha256=content_digest(geo))]
+    async with in_process_serving(engine, address=address, data_dir=data):
+        open_document(client, uri, MAIN)
+        for _ in range(100):  # the language server probes until serving is back, then syncs
+            await complete_at_end(client, uri, MAIN)
+            async with open_channel(address) as channel:
+                answer = await quill_pb2_grpc.QuillStub(channel).SyncWorkspace(
+                    pb.SyncWorkspaceRequest(workspace_id=workspace_id(root), manifest=manifest)
+                )
+            if not answer.needed_paths:
+                break
+            await asyncio.sleep(0.1)
+        assert list(answer.needed_paths) == []
