@@ -100,15 +100,17 @@ class OpenDocument:
 
 
 class WindowCache:
-    """Each open document's lines, windows and their identifier sets, kept per document
-    version, so documents the user is not typing in are split only once."""
+    """Each open document's lines, windows and their identifier sets, kept per document text,
+    so documents the user is not typing in are split only once. Keyed by the text itself (the
+    same string object, or an equal one), not by the version number: a client may send a change
+    without a new version, and stale windows would put old text in the prompt."""
 
     def __init__(self) -> None:
-        self._by_uri: dict[str, tuple[int, list[str], list[_Window]]] = {}
+        self._by_uri: dict[str, tuple[str, list[str], list[_Window]]] = {}
 
     def windows(self, document: OpenDocument) -> tuple[list[str], list[_Window]]:
         cached = self._by_uri.get(document.uri)
-        if cached is not None and cached[0] == document.version:
+        if cached is not None and (cached[0] is document.source or cached[0] == document.source):
             return cached[1], cached[2]
         lines = document.source.split("\n")
         starts = list(range(0, max(1, len(lines) - WINDOW_LINES + 1), WINDOW_STEP))
@@ -122,7 +124,7 @@ class WindowCache:
             )
             for start in starts
         ]
-        self._by_uri[document.uri] = (document.version, lines, windows)
+        self._by_uri[document.uri] = (document.source, lines, windows)
         return lines, windows
 
     def forget(self, uri: str) -> None:

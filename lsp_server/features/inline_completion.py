@@ -279,7 +279,7 @@ def _editor_snippets(request: _Request) -> list[pb.ContextSnippet]:
         ls.state.windows if settings.context_open_documents else None,
         budget,
     )
-    return [
+    snippets = [
         pb.ContextSnippet(
             kind=snippet.kind,
             path=ls.relative_path(snippet.uri),
@@ -290,6 +290,9 @@ def _editor_snippets(request: _Request) -> list[pb.ContextSnippet]:
         )
         for snippet in chosen
     ]
+    # Text with NUL characters is binary to serving, which refuses the whole request for it
+    # (serving/editor_context.py): such a document's snippet is left out, the completion is not.
+    return [s for s in snippets if "\x00" not in s.text and "\x00" not in s.path]
 
 
 def _opened(ls: QuillLanguageServer, uri: str) -> None:

@@ -63,10 +63,13 @@ def test_the_most_similar_window_of_another_open_document_is_chosen() -> None:
     assert best.end_line - best.start_line + 1 <= WINDOW_LINES
     assert all(s.uri != CURRENT for s in chosen)  # the document itself is in the prompt
     assert all(s.uri != NOISE for s in chosen)  # nothing in common with the cursor's code
-    # Windows are computed once per document version.
+    # Windows are computed once per document text.
     lines, windows = cache.windows(documents[1])
     assert cache.windows(documents[1])[1] is windows
     assert cache.windows(OpenDocument(BILLING, 4, "x = 1"))[1] is not windows
+    # A change that came without a new version (clients do that) is not served stale windows.
+    changed = cache.windows(OpenDocument(BILLING, 4, "y = 2"))[0]
+    assert changed == ["y = 2"]
 
 
 def test_recent_edits_follow_the_document_and_merge() -> None:
