@@ -22,7 +22,12 @@ def real_serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingPr
     # Synced workspaces and their indices live in the session's temporary directory.
     data_dir = tmp_path_factory.mktemp("serving-data")
     serving = ServingProcess(
-        extra_args=["--data-dir", str(data_dir)],
+        # Tests that open this repository sync it, and this serving indexes it in the
+        # background for minutes on two cores; a query embedding beside that indexing takes
+        # longer than the production deadline (0.25 s), which would leave the retrieval test's
+        # completions without context. The deadline itself is unit-tested
+        # (tests/unit/serving/test_context.py).
+        extra_args=["--data-dir", str(data_dir), "--retrieval-timeout-s", "3"],
         log_path=serving_log_dir() / "serving-session.log",
     )
     serving.start(timeout_s=900)

@@ -4,6 +4,7 @@ chunks without duplicates."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -184,3 +185,29 @@ def test_prompt_gets_editor_snippets_and_retrieved_chunks_once_within_the_budget
     alone = asyncio.run(retriever.context_for("alice", request, _encode, prompt_budget=1000))
     assert [s.kind for s in alone.sources] == ["recent_edit"]
     assert len(workspace.excluded) == 1
+
+
+class _SlowWorkspace(_Workspace):
+    def search(self, query: str, k: int, path: str | None, lines: Any) -> list[Hit]:
+        time.sleep(0.5)
+        return super().search(query, k, path, lines)
+
+
+def test_a_slow_search_costs_the_completion_its_context_not_its_time() -> None:
+    workspace = _SlowWorkspace([Hit("shop/tax.py", 1, 2, "RATE = 0.2", 0.02)])
+    retriever = PromptRetriever(
+        _Registry(workspace),  # type: ignore[arg-type]
+        RetrievalConfig(timeout_s=0.05),
+    )
+    request = pb.CompleteRequest(
+        workspace_id="ws", file_path="main.py", language="python", prefix="tax = RATE *"
+    )
+
+    async def timed() -> tuple[Any, float]:
+        started = time.perf_counter()
+        rendered = await retriever.context_for("alice", request, _encode, prompt_budget=1000)
+        return rendered, time.perf_counter() - started
+
+    rendered, seconds = asyncio.run(timed())
+    assert rendered.sources == []
+    assert seconds < 0.4  # the deadline (0.05 s), not the 0.5 s search, set the pace
