@@ -95,7 +95,6 @@ class _Window:
 @dataclass(frozen=True)
 class OpenDocument:
     uri: str
-    version: int
     source: str
 
 

@@ -265,9 +265,12 @@ def _editor_snippets(request: _Request) -> list[pb.ContextSnippet]:
         return []
     line = request.position.line
     sent = (line - context.prefix.count("\n"), line + context.suffix.count("\n"))
+    # A document holding NUL characters is binary to serving, which would refuse the whole
+    # request for a snippet of it (serving/editor_context.py): it gives no context.
     documents = [
-        OpenDocument(uri, document.version or 0, document.source)
+        OpenDocument(uri, document.source)
         for uri, document in ls.workspace.text_documents.items()
+        if "\x00" not in document.source
     ]
     budget = (settings.retrieval_token_budget or _DEFAULT_CONTEXT_TOKENS) * CHARS_PER_TOKEN
     chosen = choose_snippets(
@@ -290,9 +293,8 @@ def _editor_snippets(request: _Request) -> list[pb.ContextSnippet]:
         )
         for snippet in chosen
     ]
-    # Text with NUL characters is binary to serving, which refuses the whole request for it
-    # (serving/editor_context.py): such a document's snippet is left out, the completion is not.
-    return [s for s in snippets if "\x00" not in s.text and "\x00" not in s.path]
+    # Nor may a path hold one (a URI with %00).
+    return [s for s in snippets if "\x00" not in s.path]
 
 
 def _opened(ls: QuillLanguageServer, uri: str) -> None:

@@ -50,9 +50,9 @@ def test_identifiers_and_jaccard() -> None:
 
 def test_the_most_similar_window_of_another_open_document_is_chosen() -> None:
     documents = [
-        OpenDocument(CURRENT, 1, PREFIX),
-        OpenDocument(BILLING, 3, "\n".join(BILLING_LINES)),
-        OpenDocument(NOISE, 1, "\n".join(NOISE_LINES)),
+        OpenDocument(CURRENT, PREFIX),
+        OpenDocument(BILLING, "\n".join(BILLING_LINES)),
+        OpenDocument(NOISE, "\n".join(NOISE_LINES)),
     ]
     cache = WindowCache()
     chosen = choose_snippets(PREFIX, CURRENT, (0, 4), documents, None, cache, 4000)
@@ -66,9 +66,9 @@ def test_the_most_similar_window_of_another_open_document_is_chosen() -> None:
     # Windows are computed once per document text.
     lines, windows = cache.windows(documents[1])
     assert cache.windows(documents[1])[1] is windows
-    assert cache.windows(OpenDocument(BILLING, 4, "x = 1"))[1] is not windows
+    assert cache.windows(OpenDocument(BILLING, "x = 1"))[1] is not windows
     # A change that came without a new version (clients do that) is not served stale windows.
-    changed = cache.windows(OpenDocument(BILLING, 4, "y = 2"))[0]
+    changed = cache.windows(OpenDocument(BILLING, "y = 2"))[0]
     assert changed == ["y = 2"]
 
 
@@ -105,7 +105,7 @@ def test_a_recent_edit_is_offered_with_its_margin() -> None:
     edits = RecentEdits()
     edits.opened(BILLING, before)
     edits.changed(BILLING, after)
-    documents = [OpenDocument(CURRENT, 1, PREFIX), OpenDocument(BILLING, 2, after)]
+    documents = [OpenDocument(CURRENT, PREFIX), OpenDocument(BILLING, after)]
     chosen = choose_snippets(PREFIX, CURRENT, (0, 4), documents, edits, None, 4000)
     assert [(s.kind, s.uri, s.start_line, s.end_line) for s in chosen] == [
         (RECENT_EDIT, BILLING, 37, 45)
@@ -141,6 +141,6 @@ def test_selection_is_best_first_within_the_budget_without_overlaps() -> None:
 
 
 def test_no_query_or_no_source_gives_nothing() -> None:
-    documents = [OpenDocument(BILLING, 1, "\n".join(BILLING_LINES))]
+    documents = [OpenDocument(BILLING, "\n".join(BILLING_LINES))]
     assert choose_snippets("", CURRENT, (0, 0), documents, RecentEdits(), WindowCache(), 999) == []
     assert choose_snippets(PREFIX, CURRENT, (0, 4), documents, None, None, 999) == []
