@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,8 @@ class _Outcome:
     uses_symbol: bool
     latency_s: float
     answered: bool
+    context: str  # quill/attribution.py's label of what serving put in the prompt
+    predicted: str
 
 
 def _other_files(task: CrossFileTask, paths: list[str], seed: int) -> list[str]:
@@ -188,8 +191,9 @@ def _other_files(task: CrossFileTask, paths: list[str], seed: int) -> list[str]:
 
 async def _one_task(
     client: Any, root: Path, task: CrossFileTask, how: str | None, others: list[str]
-) -> tuple[str, float]:
-    """Open what the condition opens, ask at the hidden line; the suggestion and its time."""
+) -> tuple[str, float, str]:
+    """Open what the condition opens, ask at the hidden line; the suggestion, its time and the
+    context label serving reported for its prompt (so a condition is seen to reach the prompt)."""
     opened: list[str] = []
     for other in others:
         opened.append(client.open(root / other, (root / other).read_text("utf-8")))
@@ -208,9 +212,11 @@ async def _one_task(
     started = time.perf_counter()
     items = await client.inline_completion(uri, task.line, len(task.indent))
     latency = time.perf_counter() - started
+    stats = await client.execute_command("quill.stats")
+    calls = stats.get("completions") or [{}]
     for done in opened:
         client.close(done)
-    return (items[0].insert_text if items else ""), latency
+    return (items[0].insert_text if items else ""), latency, calls[-1].get("context") or "failed"
 
 
 async def run_condition(
@@ -243,7 +249,7 @@ async def run_condition(
         await _one_task(client, root, tasks[0], how, [])  # warm-up, not counted
         for task in tasks:
             others = _other_files(task, paths, seed)
-            predicted, latency = await _one_task(client, root, task, how, others)
+            predicted, latency, context = await _one_task(client, root, task, how, others)
             outcomes.append(
                 _Outcome(
                     exact_match(predicted, task),
@@ -251,6 +257,8 @@ async def run_condition(
                     task.symbol in predicted,
                     latency,
                     bool(predicted.strip()),
+                    context,
+                    predicted.strip(),
                 )
             )
     finally:
@@ -263,6 +271,9 @@ async def run_condition(
         "uses_symbol": round(sum(o.uses_symbol for o in outcomes) / count, 3),
         "answered": round(sum(o.answered for o in outcomes) / count, 3),
         "latency": summarize_ms([o.latency_s for o in outcomes]),
+        "prompt_context": dict(Counter(o.context for o in outcomes).most_common()),
+        # The suggestion per task, in the tasks' order (read beside the targets: what changed).
+        "predicted": [o.predicted for o in outcomes],
     }
     print(f"repo_context {name}: {figures}", file=sys.stderr)
     return figures
@@ -307,7 +318,11 @@ async def score(
 ) -> dict[str, Any]:
     """Every condition on the same tasks, in a copy of `repo` (the editor's workspace)."""
     tasks = build_tasks(repo, limit, seed, defined_only=True)
-    results: dict[str, Any] = {"repo": str(repo), "tasks": len(tasks)}
+    results: dict[str, Any] = {
+        "repo": str(repo),
+        "tasks": len(tasks),
+        "targets": [f"{task.path}:{task.line + 1}: {task.target}" for task in tasks],
+    }
     with tempfile.TemporaryDirectory(prefix="quill-repo-context-") as directory:
         root = Path(directory) / repo.name
         shutil.copytree(repo, root, ignore=shutil.ignore_patterns("__pycache__"))
