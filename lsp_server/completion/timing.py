@@ -23,6 +23,8 @@ history; the user mostly typed on right after, and the answer was lost.) A block
 goes on to its next line by the same rule, at the pace of its lines so far; otherwise it stops
 at the end of the line it finished (those lines are the suggestion) instead of being cut
 mid-line by the next keystroke.
+A request is never held longer than the session's longest hold (`maxHoldMs`): on a slow
+serving the rule alone would wait seconds, and a user stopped that long wants a suggestion.
 Until there is enough history, requests go out as before. Invoked requests (the user asked) are
 never held back.
 
@@ -131,13 +133,22 @@ def chance_in_time(ordered: list[float], t: float, need: float) -> float:
 
 
 def wait_before_asking(
-    pauses: Iterable[float], elapsed: float, need: float, min_chance: float
+    pauses: Iterable[float],
+    elapsed: float,
+    need: float,
+    min_chance: float,
+    longest: float | None = None,
 ) -> float:
     """Seconds to wait before asking, `elapsed` seconds into a pause, for an answer that takes
     `need` seconds to show: until the first moment t (now, when a past pause would have ended,
     or where the tail's chance t / (t + need) reaches it) at which `chance_in_time` is at
-    least `min_chance`."""
-    ordered = sorted(pauses)
+    least `min_chance`; never more than `longest` seconds (a user stopped that long is waiting
+    for a suggestion, however slow the answer)."""
+    wait = _wait_for_chance(sorted(pauses), elapsed, need, min_chance)
+    return wait if longest is None else min(wait, longest)
+
+
+def _wait_for_chance(ordered: list[float], elapsed: float, need: float, min_chance: float) -> float:
     if not ordered:
         return 0.0
     chance = min(min_chance, _HIGHEST_CHANCE)

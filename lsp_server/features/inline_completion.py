@@ -334,7 +334,8 @@ def _wait_before_asking(request: _Request, multi: bool) -> float:
     if need is None or pauses is None:
         return fixed  # not enough learnt yet
     elapsed = now - (now if keystroke is None else keystroke) + wait_s
-    extra = wait_before_asking(pauses, elapsed, need, settings.min_chance_in_time)
+    longest = settings.max_hold_ms / 1e3 if settings.max_hold_ms else None
+    extra = wait_before_asking(pauses, elapsed, need, settings.min_chance_in_time, longest)
     if extra > 0:
         ls.state.counters.held_back += 1
     logger.debug(

@@ -41,6 +41,18 @@ def test_between_words_a_slow_answer_waits_until_the_pause_is_as_long_as_the_ans
     assert wait_before_asking(pauses, 0.2, 0.8, 1.0) == pytest.approx(0.8 * 99 - 0.2)
 
 
+def test_a_request_is_never_held_longer_than_the_longest_hold() -> None:
+    """On a slow serving the rule alone waits for a very long pause (here 0.8 s answers at a
+    chance of 0.85: the tail is reached at 4.5 s); a user stopped for the longest hold is
+    waiting for a suggestion, so it goes out then."""
+    pauses = [0.1] * 20
+    alone = wait_before_asking(pauses, elapsed=0.2, need=0.8, min_chance=0.85)
+    assert alone == pytest.approx(0.8 * 0.85 / 0.15 - 0.2)
+    assert wait_before_asking(pauses, 0.2, 0.8, 0.85, longest=1.0) == 1.0
+    # A shorter wait than the longest hold is not stretched.
+    assert wait_before_asking([1.0] * 10, 0.2, 0.5, 0.85, longest=1.0) == 0.0
+
+
 def test_the_tail_starts_where_too_few_pauses_are_left_to_count() -> None:
     pauses = [0.1] * 10 + [0.5, 0.6, 0.7, 2.0, 2.1]
     # Counted: at 0.1 s 2 of 5 pauses last 1.5 s more, at 0.5 s 1 of 4, at 0.6 s 0 of 3.
@@ -171,7 +183,14 @@ async def test_quick_typing_teaches_the_server_to_hold_automatic_requests_back(
     client = timed_client
     engine = GatedEngine(chunks=[" *", " 2"])
     async with in_process_serving(engine) as address:
-        await initialize(client, servingAddress=address, adaptiveTiming=adaptive)
+        # The counts below are exact for a chance of 0.5 and no longest hold.
+        await initialize(
+            client,
+            servingAddress=address,
+            adaptiveTiming=adaptive,
+            minChanceInTime=0.5,
+            maxHoldMs=0,
+        )
         text = LINE
         open_document(client, URI, text)
         version = 1
