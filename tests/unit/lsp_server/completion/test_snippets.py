@@ -12,7 +12,9 @@ from lsp_server.completion.snippets import (
     Snippet,
     WindowCache,
     choose_snippets,
+    defined_names,
     identifiers,
+    imported_names,
     jaccard,
     select_snippets,
 )
@@ -144,3 +146,47 @@ def test_no_query_or_no_source_gives_nothing() -> None:
     documents = [OpenDocument(BILLING, "\n".join(BILLING_LINES))]
     assert choose_snippets("", CURRENT, (0, 0), documents, RecentEdits(), WindowCache(), 999) == []
     assert choose_snippets(PREFIX, CURRENT, (0, 4), documents, None, None, 999) == []
+
+
+def test_import_statements_and_definitions_are_read_in_several_languages() -> None:
+    python = "import os.path\nfrom .helpers import (\n    parse_header,\n    Reader as R,\n)\n"
+    assert {"parse_header", "Reader", "os", "path"} <= imported_names(python)
+    javascript = 'import { formatDate, parseDate } from "./dates";\nconst x = 1;\n'
+    assert {"formatDate", "parseDate"} <= imported_names(javascript)
+    assert "user" not in imported_names("user = load()\n")  # not a `use` statement
+    source = (
+        "class Reader:\n    def read(self): ...\nasync def fetch(url): ...\n"
+        "export function go() {}\n"
+    )
+    assert defined_names(source) == {"Reader", "read", "fetch", "go"}
+
+
+def test_a_window_defining_a_name_the_document_imports_wins_over_a_merely_similar_one() -> None:
+    """The name the user is about to type is imported at the top but not in the lines before
+    the cursor: similarity alone prefers a window that shares the cursor's words."""
+    helpers = [
+        *_filler("unrelated", 40),
+        "def apply_discount(price, code):",
+        "    return price * DISCOUNTS.get(code, 1.0)",
+        *_filler("more", 40),
+    ]
+    similar = ["def checkout_total(items, tax_rate):", "    subtotal = 0", *_filler("z", 18)]
+    prefix = (
+        "from helpers import apply_discount\n\n"
+        "def checkout(items, tax_rate, code):\n"
+        "    subtotal = sum(item.price for item in items)\n"
+        "    total = "
+    )
+    documents = [
+        OpenDocument(CURRENT, prefix),
+        OpenDocument("file:///w/helpers.py", "\n".join(helpers)),
+        OpenDocument("file:///w/similar.py", "\n".join(similar)),
+    ]
+    chosen = choose_snippets(prefix, CURRENT, (0, 4), documents, None, WindowCache(), 4000)
+    assert chosen[0].uri == "file:///w/helpers.py"  # best first
+    assert "def apply_discount(price, code):" in chosen[0].text
+    # Without the import, similarity decides.
+    plain = prefix.replace("from helpers import apply_discount", "import math")
+    documents[0] = OpenDocument(CURRENT, plain)
+    chosen = choose_snippets(plain, CURRENT, (0, 4), documents, None, WindowCache(), 4000)
+    assert chosen[0].uri == "file:///w/similar.py"
