@@ -35,6 +35,8 @@ _SKIPPED = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pyt
 _TAIL_BYTES = 16_000
 # Exit codes of a shell whose command was not found or not executable.
 _CANNOT_RUN = frozenset({126, 127})
+# Seconds a run's end is waited for once it is over or killed (tests/unit: reap).
+_REAP_S = 5.0
 
 
 class TestCommandError(RuntimeError):
@@ -171,7 +173,7 @@ class TestRunner:
         finally:
             if process.returncode is None:
                 _kill_group(process.pid)
-                await process.wait()
+            await reap(process)
         if outcome is None:
             code = process.returncode
             outcome = "pass" if code == 0 else ("error" if code in _CANNOT_RUN else "fail")
@@ -193,6 +195,20 @@ class TestRunner:
             if total > self.limits.max_output_bytes:
                 return "flood"
         return None
+
+
+async def reap(process: asyncio.subprocess.Process, within_s: float = _REAP_S) -> None:
+    """Wait for a run that ended or was killed. asyncio's wait() also waits for the output pipe
+    to close, which it cannot see while reading is paused because the buffer is full (a flood
+    leaves it so): the repair would hang. So the rest of the output is read and dropped first,
+    and neither waits longer than `within_s` (a grandchild that left the process group may hold
+    the pipe open)."""
+    assert process.stdout is not None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within_s):
+            while await process.stdout.read(65536):
+                pass
+            await process.wait()
 
 
 def _kill_group(pid: int) -> None:

@@ -4,13 +4,15 @@ the validation that ranks candidates whose tests pass first."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from lsp_server.repair.test_runner import TestCommandError, TestLimits, TestRunner
+from lsp_server.repair.test_runner import TestCommandError, TestLimits, TestRunner, reap
 from lsp_server.repair.validation import TestValidation
 from quill.v1 import quill_pb2 as pb
 
@@ -62,6 +64,23 @@ def test_a_command_that_floods_its_output_is_stopped(workspace: Path) -> None:
     assert test.describe(run) == "the test command printed more than 100000 bytes"
     # The kept tail is the command's own output (a read may end mid-line).
     assert "quill\nquill\n" in run.output and set(run.output) <= set("quil\n")
+
+
+def test_a_killed_run_whose_output_nobody_read_is_reaped() -> None:
+    """A flood leaves the output buffer full and reading paused; asyncio's wait() alone then
+    never returns, since it also waits for the pipe to close (the unit suite hung here)."""
+
+    async def flood_then_kill() -> int | None:
+        process = await asyncio.create_subprocess_shell(
+            "yes quill", stdout=asyncio.subprocess.PIPE, start_new_session=True
+        )
+        await asyncio.sleep(0.5)  # nobody reads: the buffer passes its limit, reading pauses
+        os.killpg(process.pid, signal.SIGKILL)
+        async with asyncio.timeout(10):
+            await reap(process)
+        return process.returncode
+
+    assert asyncio.run(flood_then_kill()) == -signal.SIGKILL
 
 
 def test_a_command_that_cannot_start_says_so(workspace: Path) -> None:
