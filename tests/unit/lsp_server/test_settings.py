@@ -116,6 +116,13 @@ def test_the_settings_that_broke_completions_are_refused(key: str, value: object
     assert problems == [problems[0]] and key in problems[0] and repr(value) in problems[0]
 
 
+@pytest.mark.parametrize("value", [-1, 60_001, math.nan, "1000", True])
+def test_a_bad_longest_hold_is_refused_and_the_default_kept(value: object) -> None:
+    settings, problems = parse_settings({"maxHoldMs": value})
+    assert settings.max_hold_ms == Settings().max_hold_ms == 1000
+    assert len(problems) == 1 and "maxHoldMs" in problems[0]
+
+
 def test_bounds_are_inclusive_unless_declared_otherwise() -> None:
     settings, problems = parse_settings(
         {"maxTokens": 8192, "debounceMs": 10_000, "minChanceInTime": 0, "requestTimeoutS": 3600}
